@@ -1,0 +1,89 @@
+//! The `hookgate` command line: `run`, `check`, `sign`, `send`, `demo`.
+
+mod check;
+mod demo;
+mod send;
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// A TLS-terminating webhook gateway: verify, deduplicate, store, fan out.
+#[derive(Debug, Parser)]
+#[command(name = "hookgate", version)]
+struct Cli {
+    /// The configuration file.
+    #[arg(short, long, global = true, default_value = "gateway.toml")]
+    config: PathBuf,
+    /// Log as JSON lines instead of human-readable lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the configuration and print the routes it would serve.
+    Check,
+    /// Print the URL and headers that make a body pass a route's verification.
+    Sign(send::Target),
+    /// Sign a body for a route and POST it to the gateway.
+    Send(send::SendArgs),
+    /// Start the shipped configuration with sample upstreams and send sample webhooks.
+    Demo,
+}
+
+/// Runs the command line; the exit code says whether it succeeded.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own report; its logs would only bury it.
+    let level = match cli.command {
+        Some(Command::Demo) => "warn",
+        _ => "info",
+    };
+    crate::telemetry::init(cli.log_json, level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hookgate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => run(&cli.config).await,
+            Command::Check => check::check(&cli.config),
+            Command::Sign(target) => send::sign(&load(&cli.config)?, &target),
+            Command::Send(args) => send::send(&load(&cli.config)?, &args).await,
+            Command::Demo => demo::demo().await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hookgate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors of the command line are printed as they are.
+type CliResult = Result<(), String>;
+
+fn load(path: &Path) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+async fn run(path: &Path) -> CliResult {
+    let config = load(path)?;
+    crate::gateway::run(&config)
+        .await
+        .map_err(|e| e.to_string())
+}

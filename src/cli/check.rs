@@ -1,0 +1,50 @@
+//! `hookgate check`: validate a configuration without starting anything.
+
+use std::path::Path;
+
+use super::{CliResult, load};
+use crate::route::DedupKey;
+
+/// Prints the routes the configuration would serve, or the first error.
+pub(super) fn check(path: &Path) -> CliResult {
+    let config = load(path)?;
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "{}: ok, listening on {}",
+        path.display(),
+        config.server.listen
+    );
+    for route in &config.routes {
+        let dedup = match &route.dedup {
+            DedupKey::Json(pointer) => format!("json:{pointer}"),
+            DedupKey::Header(name) => format!("header:{name}"),
+            DedupKey::Body => "body".to_owned(),
+        };
+        let targets: Vec<String> = route
+            .targets
+            .iter()
+            .map(|t| match t.when.is_empty() {
+                true => t.upstream.to_string(),
+                false => format!("{} (filtered)", t.upstream),
+            })
+            .collect();
+        println!(
+            "  route {} POST {} verify={} dedup={} window={}s -> {}",
+            route.name,
+            route.path,
+            route.verifier.scheme(),
+            dedup,
+            route.window.as_secs(),
+            targets.join(", ")
+        );
+    }
+    for upstream in &config.upstreams {
+        println!(
+            "  upstream {} {} concurrency={} max_attempts={}",
+            upstream.name, upstream.url, upstream.concurrency, upstream.retry.max_attempts
+        );
+    }
+    Ok(())
+}

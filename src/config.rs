@@ -1,0 +1,338 @@
+//! `gateway.toml`: read, checked, and turned into the runtime types each stage takes.
+//!
+//! Two layers: [`raw`] mirrors the file for serde; [`Config`] holds validated values
+//! (parsed durations, resolved secrets, built verifiers). Every error names the file, the
+//! line and the key.
+
+pub mod raw;
+pub mod secret;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use ipnet::IpNet;
+
+use crate::deliver::{RetryPolicy, Upstream};
+use crate::route::{DedupKey, Filter, Route, Target};
+use crate::verify::BuildContext;
+use raw::{RawConfig, RawRoute, RawTarget, RawUpstream};
+use units::Rate;
+
+/// A validated configuration, ready to run.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// The public listener.
+    pub server: Server,
+    /// The database file.
+    pub store_path: PathBuf,
+    /// Upstreams, in name order.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Routes, in file order.
+    pub routes: Vec<Arc<Route>>,
+    /// Things that work but that an operator should hear about at start.
+    pub warnings: Vec<String>,
+}
+
+/// The validated `[server]` table.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Certificate and key files; `None` means plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Largest body accepted by any route.
+    pub max_body: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Requests per client IP before the body is read.
+    pub client_rate: Option<Rate>,
+    /// Time allowed for a request's headers.
+    pub header_timeout: Duration,
+    /// Time allowed for a request's body.
+    pub body_timeout: Duration,
+}
+
+/// Paths of the ingress certificate chain and key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// What is wrong with a configuration file, and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}:{column}: {key}: {message}", file.display())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem has no place in the file.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key at fault, as a dotted path (`routes[1].verify`).
+    pub key: String,
+    /// What is wrong, and how to fix it when that is not obvious.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and validates `path`. Relative paths inside are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            key: "file".into(),
+            message: e.to_string(),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let locate = Locator { file: path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            locate.error(span, "toml", e.message().to_owned())
+        })?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Config::from_raw(raw, &base, &locate)
+    }
+
+    fn from_raw(raw: RawConfig, base: &Path, locate: &Locator) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        let server = server(raw.server, base, locate, &mut warnings)?;
+
+        let mut upstreams = Vec::new();
+        for (name, upstream) in raw.upstreams {
+            upstreams.push(Arc::new(upstream_from_raw(name, upstream, locate)?));
+        }
+
+        let mut routes: Vec<Arc<Route>> = Vec::new();
+        for (index, spanned) in raw.routes.into_iter().enumerate() {
+            let span = spanned.span();
+            let key = format!("routes[{index}]");
+            let ctx = RouteCtx {
+                key: &key,
+                span: span.clone(),
+                base,
+                locate,
+                server: &server,
+                upstreams: &upstreams,
+            };
+            let route = route_from_raw(spanned.into_inner(), &ctx, &mut warnings)?;
+            if let Some(other) = routes.iter().find(|r| r.name == route.name) {
+                let msg = format!("route name {:?} is used twice", other.name);
+                return Err(locate.error(span, &format!("{key}.name"), msg));
+            }
+            if routes
+                .iter()
+                .any(|r| r.path == route.path && r.host == route.host)
+            {
+                let msg = format!("another route already serves {}", route.path);
+                return Err(locate.error(span, &format!("{key}.path"), msg));
+            }
+            routes.push(Arc::new(route));
+        }
+
+        Ok(Config {
+            source: locate.file.to_owned(),
+            server,
+            store_path: base.join(raw.store.path),
+            upstreams,
+            routes,
+            warnings,
+        })
+    }
+}
+
+/// Turns byte offsets into line and column for error messages.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, key: &str, message: String) -> ConfigError {
+        let (line, column) = if span == (0..0) {
+            (0, 0)
+        } else {
+            let before = &self.text[..span.start.min(self.text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, column)
+        };
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: key.to_owned(),
+            message,
+        }
+    }
+}
+
+fn server(
+    raw: raw::RawServer,
+    base: &Path,
+    locate: &Locator,
+    warnings: &mut Vec<String>,
+) -> Result<Server, ConfigError> {
+    let listen = raw.listen.get_ref().parse().map_err(|_| {
+        let msg = format!("{:?} is not an address:port", raw.listen.get_ref());
+        locate.error(raw.listen.span(), "server.listen", msg)
+    })?;
+    let tls = raw.tls.map(|t| TlsFiles {
+        cert: base.join(t.cert),
+        key: base.join(t.key),
+    });
+    if tls.is_none() {
+        warnings.push("server.tls is not set: the listener speaks plain HTTP".into());
+    }
+    Ok(Server {
+        listen,
+        tls,
+        max_body: raw.max_body.0,
+        trusted_proxies: raw.trusted_proxies,
+        client_rate: raw.client_rate,
+        header_timeout: raw.header_timeout.0,
+        body_timeout: raw.body_timeout.0,
+    })
+}
+
+fn upstream_from_raw(
+    name: toml::Spanned<String>,
+    raw: RawUpstream,
+    locate: &Locator,
+) -> Result<Upstream, ConfigError> {
+    let key = format!("upstreams.{}", name.get_ref());
+    let url: http::Uri = raw.url.get_ref().parse().map_err(|_| {
+        let msg = format!("{:?} is not a URL", raw.url.get_ref());
+        locate.error(raw.url.span(), &format!("{key}.url"), msg)
+    })?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        let msg = "must be an absolute http:// or https:// URL".to_owned();
+        return Err(locate.error(raw.url.span(), &format!("{key}.url"), msg));
+    }
+    let retry = RetryPolicy {
+        max_attempts: raw.retry.max_attempts.max(1),
+        initial: raw.retry.initial.0,
+        multiplier: raw.retry.multiplier,
+        max_delay: raw.retry.max_delay.0,
+        max_age: raw.retry.max_age.0,
+    };
+    if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+        let msg = "must be a number of at least 1.0".to_owned();
+        return Err(locate.error(name.span(), &format!("{key}.retry.multiplier"), msg));
+    }
+    if raw.concurrency == 0 {
+        let msg = "must be at least 1".to_owned();
+        return Err(locate.error(name.span(), &format!("{key}.concurrency"), msg));
+    }
+    Ok(Upstream {
+        name: name.into_inner().into(),
+        url,
+        timeout: raw.timeout.0,
+        rate: raw.rate,
+        concurrency: raw.concurrency as usize,
+        retry,
+    })
+}
+
+struct RouteCtx<'a, 'b> {
+    key: &'a str,
+    span: Range<usize>,
+    base: &'a Path,
+    locate: &'a Locator<'b>,
+    server: &'a Server,
+    upstreams: &'a [Arc<Upstream>],
+}
+
+impl RouteCtx<'_, '_> {
+    fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let key = format!("{}.{field}", self.key);
+        self.locate.error(self.span.clone(), &key, message.into())
+    }
+}
+
+fn route_from_raw(
+    raw: RawRoute,
+    ctx: &RouteCtx,
+    warnings: &mut Vec<String>,
+) -> Result<Route, ConfigError> {
+    if !raw.path.starts_with('/') || raw.path.contains(['?', '#']) {
+        return Err(ctx.error("path", "must start with / and hold no query"));
+    }
+    let limited_status = match raw.limited_status {
+        429 => StatusCode::TOO_MANY_REQUESTS,
+        503 => StatusCode::SERVICE_UNAVAILABLE,
+        _ => return Err(ctx.error("limited_status", "must be 429 or 503")),
+    };
+    let dedup = DedupKey::parse(&raw.dedup.key).map_err(|m| ctx.error("dedup.key", m))?;
+
+    let mut inline_secret = false;
+    let build = BuildContext {
+        route: raw.name.clone(),
+        path: raw.path.clone(),
+    };
+    let verifier = raw
+        .verify
+        .build(&build, &mut |source| {
+            inline_secret |= source.is_inline();
+            source.resolve(ctx.base)
+        })
+        .map_err(|m| ctx.error("verify", m))?;
+    if inline_secret {
+        let msg = format!(
+            "{}.verify: a secret is written inline; prefer env or file",
+            ctx.key
+        );
+        warnings.push(msg);
+    }
+
+    let mut targets = Vec::new();
+    for (i, target) in raw.upstreams.into_iter().enumerate() {
+        let (name, when) = match target {
+            RawTarget::Name(name) => (name, Default::default()),
+            RawTarget::Filtered { name, when } => (name, when),
+        };
+        let field = format!("upstreams[{i}]");
+        let upstream = ctx
+            .upstreams
+            .iter()
+            .find(|u| *u.name == *name)
+            .ok_or_else(|| ctx.error(&field, format!("no [upstreams.{name}] is defined")))?;
+        let when = Filter::new(when).map_err(|m| ctx.error(&format!("{field}.when"), m))?;
+        targets.push(Target {
+            upstream: upstream.name.clone(),
+            when,
+        });
+    }
+    if targets.is_empty() {
+        return Err(ctx.error("upstreams", "a route needs at least one upstream"));
+    }
+
+    let max_body = raw.max_body.map_or(ctx.server.max_body, |s| s.0);
+    Ok(Route {
+        name: raw.name.into(),
+        path: raw.path,
+        host: raw.host.map(|h| h.to_ascii_lowercase()),
+        verifier,
+        dedup,
+        window: raw.dedup.window.0,
+        rate: raw.rate,
+        limited_status,
+        max_body: max_body.min(ctx.server.max_body),
+        allow: raw.allow,
+        targets,
+    })
+}

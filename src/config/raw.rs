@@ -1,0 +1,283 @@
+//! The serde layer: mirrors `gateway.toml` one to one, with every default in one place.
+//!
+//! Nothing here is validated beyond its type; [`super::Config::from_raw`] turns it into the
+//! runtime types and reports what is wrong with a file, line and key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::units::{Rate, Size, Span};
+use crate::verify::VerifyConfig;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The ingress listener.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Where events and deliveries are kept.
+    #[serde(default)]
+    pub store: RawStore,
+    /// Internal services that receive events, by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<Spanned<String>, RawUpstream>,
+    /// Paths that accept webhooks.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[server]`: the public listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address and port to listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: Spanned<String>,
+    /// Certificate and key; without it the listener speaks plain HTTP (warned).
+    pub tls: Option<RawTls>,
+    /// Largest body any route accepts.
+    #[serde(default = "defaults::max_body")]
+    pub max_body: Size,
+    /// Peers whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Requests per client IP, checked before the body is read.
+    pub client_rate: Option<Rate>,
+    /// Time allowed to receive a request's headers.
+    #[serde(default = "defaults::header_timeout")]
+    pub header_timeout: Span,
+    /// Time allowed to receive a request's body.
+    #[serde(default = "defaults::body_timeout")]
+    pub body_timeout: Span,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            tls: None,
+            max_body: defaults::max_body(),
+            trusted_proxies: Vec::new(),
+            client_rate: None,
+            header_timeout: defaults::header_timeout(),
+            body_timeout: defaults::body_timeout(),
+        }
+    }
+}
+
+/// `server.tls`: PEM files, relative to the configuration file's folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf certificate.
+    pub key: PathBuf,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// Which store: only `"embedded"` (SQLite) for now.
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// The database file, relative to the configuration file's folder.
+    #[serde(default = "defaults::store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            path: defaults::store_path(),
+        }
+    }
+}
+
+/// The kinds of store.
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A single SQLite file in WAL mode.
+    #[default]
+    Embedded,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Where events are POSTed: `http://` or `https://`.
+    pub url: Spanned<String>,
+    /// Time allowed for one attempt, connection included.
+    #[serde(default = "defaults::upstream_timeout")]
+    pub timeout: Span,
+    /// Outbound requests per period to this upstream.
+    pub rate: Option<Rate>,
+    /// Attempts in flight at once to this upstream.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: u32,
+    /// When and how often to try again.
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+/// `retry = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts in all, the first included.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Upper bound of the first backoff.
+    #[serde(default = "defaults::initial")]
+    pub initial: Span,
+    /// Growth of the bound from one attempt to the next.
+    #[serde(default = "defaults::multiplier")]
+    pub multiplier: f64,
+    /// Largest bound, and the cap on an upstream's `Retry-After`.
+    #[serde(default = "defaults::max_delay")]
+    pub max_delay: Span,
+    /// Give up on a delivery this long after the event was accepted.
+    #[serde(default = "defaults::max_age")]
+    pub max_age: Span,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            max_attempts: defaults::max_attempts(),
+            initial: defaults::initial(),
+            multiplier: defaults::multiplier(),
+            max_delay: defaults::max_delay(),
+            max_age: defaults::max_age(),
+        }
+    }
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name, used in logs, metrics and the `Hookgate-Route` header.
+    pub name: String,
+    /// The exact path webhooks are POSTed to.
+    pub path: String,
+    /// Only requests for this `Host` (without port) match, when set.
+    pub host: Option<String>,
+    /// How requests are proven genuine.
+    pub verify: VerifyConfig,
+    /// How duplicates are recognised.
+    #[serde(default)]
+    pub dedup: RawDedup,
+    /// Verified requests per period on this route.
+    pub rate: Option<Rate>,
+    /// Status answered when limited: `429`, or `503` for senders that retry only on `5xx`.
+    #[serde(default = "defaults::limited_status")]
+    pub limited_status: u16,
+    /// Largest body for this route; never above `server.max_body`.
+    pub max_body: Option<Size>,
+    /// Client networks allowed to post here; empty allows all.
+    #[serde(default)]
+    pub allow: Vec<IpNet>,
+    /// Upstreams that receive this route's events.
+    pub upstreams: Vec<RawTarget>,
+}
+
+/// `dedup = { key = ..., window = ... }` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedup {
+    /// `"json:/pointer"`, `"header:name"` or `"body"` (SHA-256 of the body).
+    #[serde(default = "defaults::dedup_key")]
+    pub key: String,
+    /// How long a key is remembered.
+    #[serde(default = "defaults::dedup_window")]
+    pub window: Span,
+}
+
+impl Default for RawDedup {
+    fn default() -> Self {
+        Self {
+            key: defaults::dedup_key(),
+            window: defaults::dedup_window(),
+        }
+    }
+}
+
+/// One entry of a route's `upstreams`: a name, or a name with a filter.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an upstream name, or { name = \"...\", when = { ... } }"
+)]
+pub enum RawTarget {
+    /// Every event goes to this upstream.
+    Name(String),
+    /// Only events matching every condition go to this upstream.
+    Filtered {
+        /// The upstream's name.
+        name: String,
+        /// JSON pointer → expected value (or a list of accepted values).
+        #[serde(default)]
+        when: BTreeMap<String, serde_json::Value>,
+    },
+}
+
+/// The defaults, in one place.
+pub mod defaults {
+    use super::*;
+
+    pub(super) fn listen() -> Spanned<String> {
+        Spanned::new(0..0, "0.0.0.0:8443".to_owned())
+    }
+    pub(super) fn max_body() -> Size {
+        Size(32 << 20)
+    }
+    pub(super) fn header_timeout() -> Span {
+        Span(std::time::Duration::from_secs(10))
+    }
+    pub(super) fn body_timeout() -> Span {
+        Span(std::time::Duration::from_secs(30))
+    }
+    pub(super) fn store_path() -> PathBuf {
+        PathBuf::from("data/hookgate.db")
+    }
+    pub(super) fn upstream_timeout() -> Span {
+        Span(std::time::Duration::from_secs(30))
+    }
+    pub(super) fn concurrency() -> u32 {
+        16
+    }
+    pub(super) fn max_attempts() -> u32 {
+        30
+    }
+    pub(super) fn initial() -> Span {
+        Span(std::time::Duration::from_secs(5))
+    }
+    pub(super) fn multiplier() -> f64 {
+        2.0
+    }
+    pub(super) fn max_delay() -> Span {
+        Span(std::time::Duration::from_secs(3_600))
+    }
+    pub(super) fn max_age() -> Span {
+        Span(std::time::Duration::from_secs(24 * 3_600))
+    }
+    pub(super) fn limited_status() -> u16 {
+        429
+    }
+    pub(super) fn dedup_key() -> String {
+        "body".to_owned()
+    }
+    pub(super) fn dedup_window() -> Span {
+        Span(std::time::Duration::from_secs(24 * 3_600))
+    }
+}

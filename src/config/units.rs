@@ -1,0 +1,178 @@
+//! The human units of `gateway.toml`: durations (`"30s"`), sizes (`"5MiB"`), rates (`"200/s"`).
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"72h"` or `"1d"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {text:?} needs a unit: ms, s, m, h or d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("duration {text:?} must start with a whole number"))?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        "d" => number.checked_mul(86_400_000),
+        _ => {
+            return Err(format!(
+                "duration {text:?}: unknown unit {unit:?} (ms, s, m, h, d)"
+            ));
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+/// Parses `"512"`, `"64KiB"`, `"5MiB"`, `"1GiB"`, or the decimal `"5MB"`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("size {text:?} must start with a whole number"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "size {text:?}: unknown unit {other:?} (B, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// A rate such as `"200/s"`: so many events per period, with a burst of the same size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per period (and the burst).
+    pub count: NonZeroU32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `"200/s"`, `"30/m"` or `"1000/h"`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let (count, unit) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("rate {text:?} must look like \"200/s\""))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("rate {text:?} must start with a whole number"))?;
+        let count =
+            NonZeroU32::new(count).ok_or_else(|| format!("rate {text:?} must be above 0"))?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3_600),
+            other => return Err(format!("rate {text:?}: unknown period {other:?} (s, m, h)")),
+        };
+        Ok(Rate { count, per })
+    }
+
+    /// The matching `governor` quota: `count` cells replenished evenly over `per`.
+    pub fn quota(&self) -> governor::Quota {
+        let interval = self.per / self.count.get();
+        governor::Quota::with_period(interval.max(Duration::from_nanos(1)))
+            .map(|q| q.allow_burst(self.count))
+            .unwrap_or_else(|| governor::Quota::per_second(self.count))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// A duration written as text in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+/// A byte size written as text in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+macro_rules! deserialize_from_str {
+    ($ty:ty, $parse:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+deserialize_from_str!(Span, |t: &str| parse_duration(t).map(Span));
+deserialize_from_str!(Size, |t: &str| parse_size(t).map(Size));
+deserialize_from_str!(Rate, Rate::parse);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_each_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("72h"), Ok(Duration::from_secs(72 * 3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn durations_without_unit_or_number_are_refused() {
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("5MiB"), Ok(5 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("5MB"), Ok(5_000_000));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("5 furlongs").is_err());
+    }
+
+    #[test]
+    fn rates_parse_and_print_back() {
+        let rate = Rate::parse("200/s").unwrap();
+        assert_eq!(rate.count.get(), 200);
+        assert_eq!(rate.to_string(), "200/s");
+        assert_eq!(Rate::parse("30/m").unwrap().per, Duration::from_secs(60));
+        assert!(Rate::parse("0/s").is_err());
+        assert!(Rate::parse("10/week").is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! The outbound HTTP client: one connection pool for all upstreams, http and https.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+
+use crate::store::DueDelivery;
+
+/// The shared client.
+pub type Client = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How many bytes of an upstream's answer are kept with the attempt.
+pub(super) const RESPONSE_HEAD: usize = 1024;
+
+/// Builds the client, trusting the system's root certificates for https upstreams.
+pub fn build_client() -> Client {
+    build_client_with(Vec::new())
+}
+
+/// Builds the client, trusting `extra` certificates besides the system's roots.
+pub fn build_client_with(extra: Vec<CertificateDer<'static>>) -> Client {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    if let Some(error) = native.errors.first() {
+        tracing::debug!(%error, "some system root certificates could not be loaded");
+    }
+    roots.add_parsable_certificates(native.certs);
+    roots.add_parsable_certificates(extra);
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    HyperClient::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The request for one attempt: original bytes and content type, plus gateway headers.
+pub(super) fn request(
+    url: &http::Uri,
+    delivery: &DueDelivery,
+    attempt: u32,
+) -> Result<http::Request<Full<Bytes>>, http::Error> {
+    let mut builder = http::Request::post(url.clone())
+        .header(
+            "user-agent",
+            concat!("hookgate/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("x-forwarded-for", &delivery.client_ip)
+        .header("x-forwarded-proto", &delivery.proto)
+        .header("hookgate-event-id", &delivery.event_id)
+        .header("hookgate-route", &delivery.route)
+        .header("hookgate-attempt", attempt);
+    if let Some(content_type) = &delivery.content_type {
+        builder = builder.header(http::header::CONTENT_TYPE, content_type);
+    }
+    builder.body(Full::new(delivery.body.clone()))
+}
+
+/// Reads at most [`RESPONSE_HEAD`] bytes of an answer's body; the rest is dropped.
+pub(super) async fn read_head(body: hyper::body::Incoming) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut body = body;
+    while head.len() < RESPONSE_HEAD {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let room = RESPONSE_HEAD - head.len();
+                    head.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            _ => break,
+        }
+    }
+    head
+}

@@ -1,0 +1,218 @@
+//! The retry policy: given what an attempt came to, deliver again later or give up.
+//!
+//! Pure and clock-free: the caller passes the attempt number, the event's age and a jitter
+//! draw, so the whole schedule is testable without a network or a real clock.
+
+use std::time::{Duration, SystemTime};
+
+/// What an attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered with a status (and maybe a `Retry-After`).
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// The upstream's `Retry-After`, already turned into a delay.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused or reset, TLS failure, or timeout.
+    NoAnswer,
+}
+
+/// What to do with the delivery next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Delivered.
+    Done,
+    /// Try again after this delay.
+    Retry(Duration),
+    /// Stop: the delivery becomes a dead letter.
+    GiveUp(&'static str),
+}
+
+/// An upstream's `retry` table, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Upper bound of the first backoff.
+    pub initial: Duration,
+    /// Growth of the bound per attempt.
+    pub multiplier: f64,
+    /// Largest bound; also caps an upstream's `Retry-After`.
+    pub max_delay: Duration,
+    /// No attempt starts later than this after the event was accepted.
+    pub max_age: Duration,
+}
+
+impl RetryPolicy {
+    /// Decides after attempt number `attempt` (from 1) of an event now `age` old.
+    /// `jitter` is a uniform draw from `[0, 1)`: full jitter picks the delay in
+    /// `[0, bound)`, which spreads retries from many deliveries apart.
+    pub fn decide(&self, outcome: Outcome, attempt: u32, age: Duration, jitter: f64) -> Decision {
+        let retry_after = match outcome {
+            Outcome::Status { code, .. } if (200..300).contains(&code) => return Decision::Done,
+            Outcome::Status { code, retry_after } if retryable(code) => retry_after,
+            Outcome::Status { code: 410, .. } => return Decision::GiveUp("upstream answered gone"),
+            Outcome::Status { .. } => return Decision::GiveUp("upstream refused the event"),
+            Outcome::NoAnswer => None,
+        };
+        if attempt >= self.max_attempts {
+            return Decision::GiveUp("attempts exhausted");
+        }
+
+        let mut delay = self.bound(attempt).mul_f64(jitter.clamp(0.0, 1.0));
+        if let Some(asked) = retry_after {
+            delay = delay.max(asked.min(self.max_delay));
+        }
+        if age.saturating_add(delay) > self.max_age {
+            return Decision::GiveUp("max_age reached");
+        }
+        Decision::Retry(delay)
+    }
+
+    /// The backoff bound after attempt `attempt`: `initial * multiplier^(attempt-1)`, capped.
+    pub fn bound(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(64) as i32;
+        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
+        if !secs.is_finite() || secs >= self.max_delay.as_secs_f64() {
+            return self.max_delay;
+        }
+        Duration::from_secs_f64(secs)
+    }
+}
+
+/// Statuses worth another try: the upstream may accept the same event later.
+fn retryable(code: u16) -> bool {
+    matches!(code, 408 | 429) || ((500..600).contains(&code) && code != 501)
+}
+
+/// Reads a `Retry-After` value, in seconds or as an HTTP date; nonsense is ignored.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            initial: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(10),
+            max_age: Duration::from_secs(3_600),
+        }
+    }
+
+    fn status(code: u16) -> Outcome {
+        Outcome::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn success_is_done() {
+        assert_eq!(
+            policy().decide(status(204), 1, Duration::ZERO, 0.5),
+            Decision::Done
+        );
+    }
+
+    #[test]
+    fn server_errors_timeouts_and_throttling_are_retried() {
+        for outcome in [
+            status(500),
+            status(503),
+            status(408),
+            status(429),
+            Outcome::NoAnswer,
+        ] {
+            let decision = policy().decide(outcome, 1, Duration::ZERO, 0.5);
+            assert_eq!(
+                decision,
+                Decision::Retry(Duration::from_millis(500)),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_errors_gone_and_not_implemented_give_up_at_once() {
+        for code in [400, 404, 410, 422, 501, 302] {
+            let decision = policy().decide(status(code), 1, Duration::ZERO, 0.5);
+            assert!(
+                matches!(decision, Decision::GiveUp(_)),
+                "{code}: {decision:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bound_grows_exponentially_and_is_capped() {
+        let p = policy();
+        let bounds: Vec<u64> = (1..=6).map(|a| p.bound(a).as_secs()).collect();
+        assert_eq!(bounds, [1, 2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn full_jitter_spans_zero_to_the_bound() {
+        let p = policy();
+        assert_eq!(
+            p.decide(status(503), 3, Duration::ZERO, 0.0),
+            Decision::Retry(Duration::ZERO)
+        );
+        let near_top = p.decide(status(503), 3, Duration::ZERO, 0.999);
+        assert!(matches!(near_top, Decision::Retry(d) if d > Duration::from_millis(3_990)));
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts() {
+        let decision = policy().decide(status(503), 5, Duration::ZERO, 0.5);
+        assert_eq!(decision, Decision::GiveUp("attempts exhausted"));
+    }
+
+    #[test]
+    fn gives_up_when_the_next_try_would_pass_max_age() {
+        let age = Duration::from_secs(3_599);
+        let decision = policy().decide(status(503), 2, age, 0.9);
+        assert_eq!(decision, Decision::GiveUp("max_age reached"));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_capped_at_max_delay() {
+        let asked = |secs| Outcome::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        let p = policy();
+        assert_eq!(
+            p.decide(asked(7), 1, Duration::ZERO, 0.0),
+            Decision::Retry(Duration::from_secs(7))
+        );
+        assert_eq!(
+            p.decide(asked(900), 1, Duration::ZERO, 0.0),
+            Decision::Retry(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_ignores_nonsense() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+}

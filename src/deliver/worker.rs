@@ -1,0 +1,287 @@
+//! One upstream's scheduler: fetches due deliveries, sends them within the upstream's
+//! limits, and records each attempt with the retry policy's decision.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::Upstream;
+use super::client::{Client, read_head, request};
+use super::retry::{Decision, Outcome, parse_retry_after};
+use crate::store::{AttemptRecord, DueDelivery, Next, Store, now_ms};
+
+/// Longest sleep between looks at the queue when nothing wakes the scheduler.
+const IDLE_LOOK: Duration = Duration::from_secs(30);
+/// Pause after the store failed, before trying again.
+const STORE_BACKOFF: Duration = Duration::from_secs(1);
+
+pub(super) struct Scheduler {
+    pub(super) upstream: Arc<Upstream>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) client: Client,
+    pub(super) wake: Arc<Notify>,
+    pub(super) stop: watch::Receiver<bool>,
+    pub(super) grace: Duration,
+}
+
+/// What an attempt task shares with its scheduler.
+struct Shared {
+    upstream: Arc<Upstream>,
+    store: Arc<dyn Store>,
+    client: Client,
+    wake: Arc<Notify>,
+    in_flight: Mutex<HashSet<i64>>,
+}
+
+impl Scheduler {
+    pub(super) async fn run(mut self) {
+        let shared = Arc::new(Shared {
+            upstream: self.upstream.clone(),
+            store: self.store.clone(),
+            client: self.client.clone(),
+            wake: self.wake.clone(),
+            in_flight: Mutex::new(HashSet::new()),
+        });
+        let slots = Arc::new(Semaphore::new(self.upstream.concurrency));
+        let limiter = self.upstream.rate.map(|r| RateLimiter::direct(r.quota()));
+        let mut attempts = JoinSet::new();
+
+        while !*self.stop.borrow() {
+            let wait = self
+                .dispatch(&shared, &slots, limiter.as_ref(), &mut attempts)
+                .await;
+            while attempts.try_join_next().is_some() {}
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.changed() => {}
+            }
+        }
+
+        let left = attempts.len();
+        if tokio::time::timeout(self.grace, attempts.join_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!(upstream = %self.upstream.name, left, "attempts cut off at shutdown");
+        }
+    }
+
+    /// Starts every due delivery there is room for; returns how long to sleep at most.
+    async fn dispatch(
+        &self,
+        shared: &Arc<Shared>,
+        slots: &Arc<Semaphore>,
+        limiter: Option<&DefaultDirectRateLimiter>,
+        attempts: &mut JoinSet<()>,
+    ) -> Duration {
+        loop {
+            let free = slots.available_permits();
+            if free == 0 {
+                // A finishing attempt wakes the scheduler.
+                return IDLE_LOOK;
+            }
+            let skip = shared.in_flight_ids();
+            let name = &self.upstream.name;
+            let due = match self.store.due(name, now_ms(), free, &skip).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(upstream = %name, %error, "cannot read the delivery queue");
+                    return STORE_BACKOFF;
+                }
+            };
+            let full = due.len() == free;
+            for delivery in due {
+                if let Some(limiter) = limiter {
+                    limiter.until_ready().await;
+                }
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                shared.lock_in_flight().insert(delivery.id);
+                attempts.spawn(attempt(shared.clone(), delivery, permit));
+            }
+            if !full {
+                return self.until_next_due(shared).await;
+            }
+        }
+    }
+
+    async fn until_next_due(&self, shared: &Shared) -> Duration {
+        let skip = shared.in_flight_ids();
+        match self.store.next_due(&self.upstream.name, &skip).await {
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 30_000) as u64),
+            Ok(None) => IDLE_LOOK,
+            Err(_) => STORE_BACKOFF,
+        }
+    }
+}
+
+impl Shared {
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        // The set holds plain ids and no code panics while holding it.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn in_flight_ids(&self) -> Vec<i64> {
+        self.lock_in_flight().iter().copied().collect()
+    }
+}
+
+/// Sends one attempt, records it, and frees its slot.
+async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaphorePermit) {
+    let upstream = &shared.upstream;
+    let number = delivery.attempts + 1;
+    let started_at = now_ms();
+    let started = Instant::now();
+
+    let (outcome, status, error, head) = send(&shared, &delivery, number).await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let age = Duration::from_millis((started_at - delivery.received_at).max(0) as u64);
+    let decision = upstream
+        .retry
+        .decide(outcome, number, age, rand::random::<f64>());
+    let next = log_decision(
+        upstream, &delivery, number, status, latency_ms, &error, decision,
+    );
+
+    let record = AttemptRecord {
+        delivery_id: delivery.id,
+        attempt: number,
+        at: started_at,
+        status,
+        latency_ms,
+        error,
+        response_head: head,
+        next,
+    };
+    if let Err(error) = shared.store.record(record).await {
+        // The delivery stays pending and is sent again: at least once, never lost.
+        tracing::error!(upstream = %upstream.name, event_id = %delivery.event_id, %error,
+            "cannot record a delivery attempt");
+        tokio::time::sleep(STORE_BACKOFF).await;
+    }
+
+    shared.lock_in_flight().remove(&delivery.id);
+    drop(permit);
+    shared.wake.notify_one();
+}
+
+type Sent = (Outcome, Option<u16>, Option<String>, Vec<u8>);
+
+async fn send(shared: &Shared, delivery: &DueDelivery, number: u32) -> Sent {
+    let upstream = &shared.upstream;
+    let request = match request(&upstream.url, delivery, number) {
+        Ok(request) => request,
+        Err(e) => {
+            return (
+                Outcome::NoAnswer,
+                None,
+                Some(format!("request: {e}")),
+                Vec::new(),
+            );
+        }
+    };
+    let answer = tokio::time::timeout(upstream.timeout, async {
+        let response = shared.client.request(request).await?;
+        let (parts, body) = response.into_parts();
+        Ok::<_, hyper_util::client::legacy::Error>((parts, read_head(body).await))
+    })
+    .await;
+    match answer {
+        Err(_) => (
+            Outcome::NoAnswer,
+            None,
+            Some("timed out".into()),
+            Vec::new(),
+        ),
+        Ok(Err(e)) => (Outcome::NoAnswer, None, Some(error_chain(&e)), Vec::new()),
+        Ok(Ok((parts, head))) => {
+            let retry_after = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let code = parts.status.as_u16();
+            let error = (!parts.status.is_success()).then(|| format!("status {code}"));
+            (
+                Outcome::Status { code, retry_after },
+                Some(code),
+                error,
+                head,
+            )
+        }
+    }
+}
+
+fn log_decision(
+    upstream: &Upstream,
+    delivery: &DueDelivery,
+    attempt: u32,
+    status: Option<u16>,
+    latency_ms: i64,
+    error: &Option<String>,
+    decision: Decision,
+) -> Next {
+    let (name, event_id) = (&*upstream.name, &*delivery.event_id);
+    let error = error.as_deref().unwrap_or("");
+    match decision {
+        Decision::Done => {
+            tracing::info!(
+                upstream = name,
+                event_id,
+                attempt,
+                status,
+                latency_ms,
+                "delivered"
+            );
+            Next::Delivered
+        }
+        Decision::Retry(after) => {
+            let retry_in_ms = after.as_millis() as u64;
+            tracing::warn!(
+                upstream = name,
+                event_id,
+                attempt,
+                status,
+                latency_ms,
+                error,
+                retry_in_ms,
+                "delivery failed, retry scheduled"
+            );
+            Next::RetryAt(now_ms() + retry_in_ms as i64)
+        }
+        Decision::GiveUp(reason) => {
+            tracing::error!(
+                upstream = name,
+                event_id,
+                attempt,
+                status,
+                latency_ms,
+                error,
+                reason,
+                "delivery dead"
+            );
+            Next::Dead
+        }
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

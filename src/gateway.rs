@@ -1,0 +1,148 @@
+//! Wires the stages together for one configuration, and takes them down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::deliver::{Dispatcher, build_client};
+use crate::ingress::{self, Ingress, Limits};
+use crate::route::Router;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+
+/// How long open requests and attempts under way may take to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(10);
+/// How often idle clients are dropped from the per-client limiter.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The certificate or key is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] ingress::tls::TlsError),
+    /// The listen address could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    ingress: JoinHandle<()>,
+    dispatcher: Dispatcher,
+}
+
+impl Gateway {
+    /// Opens the store, starts the delivery schedulers, and starts listening.
+    pub async fn start(config: &Config) -> Result<Gateway, StartError> {
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_path)?);
+        let tls = match &config.server.tls {
+            Some(files) => Some(TlsAcceptor::from(ingress::tls::server_config(files)?)),
+            None => None,
+        };
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+
+        let (stop, stopped) = watch::channel(false);
+        let dispatcher = Dispatcher::start(
+            &config.upstreams,
+            store.clone(),
+            build_client(),
+            stopped.clone(),
+            GRACE,
+        );
+        let ingress = Arc::new(Ingress {
+            router: Router::new(config.routes.clone()),
+            limits: Limits::new(config.server.client_rate, &config.routes),
+            server: config.server.clone(),
+            store,
+            wakers: dispatcher.wakers(),
+            proto: if tls.is_some() { "https" } else { "http" },
+        });
+        tokio::spawn(sweep_limiters(ingress.clone(), stopped.clone()));
+        let serve = ingress::serve(listener, tls, ingress, stopped, GRACE);
+
+        tracing::info!(
+            listen = %ingress::describe(addr, config.server.tls.is_some()),
+            routes = config.routes.len(),
+            upstreams = config.upstreams.len(),
+            store = %config.store_path.display(),
+            "hookgate started"
+        );
+        Ok(Gateway {
+            addr,
+            stop,
+            ingress: tokio::spawn(serve),
+            dispatcher,
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets open requests and attempts finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.ingress.await;
+        self.dispatcher.join().await;
+        tracing::info!("hookgate stopped");
+    }
+}
+
+async fn sweep_limiters(ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LIMITER_SWEEP) => ingress.limits.forget_idle_clients(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Runs the gateway until `SIGTERM` or `SIGINT`, then shuts it down gracefully.
+pub async fn run(config: &Config) -> Result<(), StartError> {
+    let gateway = Gateway::start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Every answer the gateway gives a sender, and the one place that maps outcomes to statuses.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::verify::VerifyError;
+
+/// A response body: always complete before it is sent.
+pub type Body = Full<Bytes>;
+
+/// Why a request was not accepted. Every variant is the sender's doing except
+/// [`Rejection::Unavailable`], which the sender should retry.
+#[derive(Debug)]
+pub enum Rejection {
+    /// No route for the path.
+    NotFound,
+    /// A route exists, but only `POST` is accepted.
+    MethodNotAllowed,
+    /// The client address is not in the route's allow list.
+    Forbidden,
+    /// A rate limit was hit; try again after `retry_after` seconds.
+    Limited {
+        /// `429` or `503`, as the route chooses.
+        status: StatusCode,
+        /// Seconds until a request would be allowed.
+        retry_after: u64,
+    },
+    /// The body is larger than the route accepts.
+    TooLarge {
+        /// The route's cap in bytes.
+        limit: u64,
+    },
+    /// The body was not received in time.
+    Timeout,
+    /// The body could not be read.
+    BadBody,
+    /// The route needs a JSON body and this is not one.
+    NotJson,
+    /// Verification failed.
+    Unauthorized(VerifyError),
+    /// The gateway cannot store the event now; nothing was stored.
+    Unavailable {
+        /// Seconds after which a retry is sensible.
+        retry_after: u64,
+    },
+}
+
+impl Rejection {
+    /// The status answered.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::Forbidden => StatusCode::FORBIDDEN,
+            Rejection::Limited { status, .. } => *status,
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::BadBody | Rejection::NotJson => StatusCode::BAD_REQUEST,
+            Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A stable, low-cardinality code for the JSON body, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::Forbidden => "forbidden",
+            Rejection::Limited { .. } => "rate_limited",
+            Rejection::TooLarge { .. } => "body_too_large",
+            Rejection::Timeout => "body_timeout",
+            Rejection::BadBody => "bad_body",
+            Rejection::NotJson => "not_json",
+            Rejection::Unauthorized(_) => "unauthorized",
+            Rejection::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// A short explanation for a person; never holds a secret or an expected signature.
+    pub fn message(&self) -> String {
+        match self {
+            Rejection::NotFound => "no route for this path".into(),
+            Rejection::MethodNotAllowed => "only POST is accepted".into(),
+            Rejection::Forbidden => "client address not allowed".into(),
+            Rejection::Limited { .. } => "too many requests, retry later".into(),
+            Rejection::TooLarge { limit } => format!("body larger than {limit} bytes"),
+            Rejection::Timeout => "body not received in time".into(),
+            Rejection::BadBody => "body could not be read".into(),
+            Rejection::NotJson => "this route needs a JSON body".into(),
+            Rejection::Unauthorized(e) => e.to_string(),
+            Rejection::Unavailable { .. } => "cannot store the event now, retry later".into(),
+        }
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "error": self.code(), "message": self.message() });
+        let mut response = json(self.status(), &body);
+        let retry_after = match self {
+            Rejection::Limited { retry_after, .. } | Rejection::Unavailable { retry_after } => {
+                Some(retry_after)
+            }
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if matches!(self, Rejection::MethodNotAllowed) {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+/// The answer to an accepted (`202`) or duplicate (`200`) event.
+pub fn accepted(id: &str, duplicate: bool) -> Response<Body> {
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    json(
+        status,
+        &serde_json::json!({ "id": id, "duplicate": duplicate }),
+    )
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

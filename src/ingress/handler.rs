@@ -1,0 +1,166 @@
+//! One request's way through the gateway: route, limit, read, verify, store, answer.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Request, Response};
+use tokio::time::Instant;
+
+use super::Ingress;
+use super::answer::{self, Body, Rejection};
+use super::body::{declared_length, read_capped};
+use super::client_ip::client_ip;
+use crate::route::Route;
+use crate::store::{NewEvent, now_ms};
+use crate::telemetry::redacted_headers;
+use crate::verify::Incoming;
+
+/// Seconds a sender is asked to wait when the store cannot take the event.
+const STORE_RETRY_AFTER: u64 = 5;
+
+/// Answers one request. Never fails: every problem becomes an answer.
+pub(super) async fn handle(
+    ingress: &Ingress,
+    peer: IpAddr,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let host = host_of(&parts);
+    let Some(matched) = ingress.router.find(host.as_deref(), parts.uri.path()) else {
+        tracing::info!(status = 404, error = "not_found", "rejected");
+        return Rejection::NotFound.into_response();
+    };
+    let route = matched.route.clone();
+    let tail = matched.tail.map(str::to_owned);
+    let client = client_ip(peer, &parts.headers, &ingress.server.trusted_proxies);
+
+    let outcome = accept(ingress, &route, client, parts, body, tail.as_deref()).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(accepted) => {
+            tracing::info!(route = %route.name, event_id = %accepted.id,
+                duplicate = accepted.duplicate, client = %client, latency_ms, "accepted");
+            answer::accepted(&accepted.id, accepted.duplicate)
+        }
+        Err(rejection) => {
+            let status = rejection.status().as_u16();
+            let reason = match &rejection {
+                Rejection::Unauthorized(e) => e.reason(),
+                other => other.code(),
+            };
+            tracing::info!(route = %route.name, status, error = reason, client = %client,
+                latency_ms, "rejected");
+            rejection.into_response()
+        }
+    }
+}
+
+async fn accept(
+    ingress: &Ingress,
+    route: &Arc<Route>,
+    client: IpAddr,
+    parts: Parts,
+    body: hyper::body::Incoming,
+    tail: Option<&str>,
+) -> Result<crate::store::Accepted, Rejection> {
+    if parts.method != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    if !route.allow.is_empty() && !route.allow.iter().any(|net| net.contains(&client)) {
+        return Err(Rejection::Forbidden);
+    }
+    let limited = |retry_after| Rejection::Limited {
+        status: route.limited_status,
+        retry_after,
+    };
+    ingress.limits.check_client(client).map_err(limited)?;
+    if declared_length(&parts.headers).is_some_and(|n| n > route.max_body) {
+        return Err(Rejection::TooLarge {
+            limit: route.max_body,
+        });
+    }
+
+    let body = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
+    let incoming = Incoming {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        path_tail: tail,
+        body: &body,
+        now: now_ms() as u64 / 1_000,
+    };
+    route
+        .verifier
+        .verify(&incoming)
+        .map_err(Rejection::Unauthorized)?;
+    ingress.limits.check_route(&route.name).map_err(limited)?;
+
+    let event = new_event(ingress, route, client, &parts, body)?;
+    let upstreams = event.upstreams.clone();
+    let accepted = ingress.store.accept(event).await.map_err(|error| {
+        tracing::error!(route = %route.name, %error, "event not stored");
+        Rejection::Unavailable {
+            retry_after: STORE_RETRY_AFTER,
+        }
+    })?;
+    if !accepted.duplicate {
+        for upstream in &upstreams {
+            ingress.wakers.wake(upstream);
+        }
+    }
+    Ok(accepted)
+}
+
+fn new_event(
+    ingress: &Ingress,
+    route: &Route,
+    client: IpAddr,
+    parts: &Parts,
+    body: Bytes,
+) -> Result<NewEvent, Rejection> {
+    let json = if route.needs_json() {
+        Some(serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| Rejection::NotJson)?)
+    } else {
+        None
+    };
+    let key = route
+        .dedup
+        .extract(&parts.headers, &body, json.as_ref())
+        .map_err(|_| Rejection::NotJson)?;
+    if key.fell_back {
+        tracing::info!(route = %route.name, "dedup value missing, keyed on the body hash");
+    }
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(NewEvent {
+        route: route.name.clone(),
+        dedup_key: key.value,
+        window: route.window,
+        received_at: now_ms(),
+        headers: redacted_headers(&parts.headers).to_string(),
+        content_type,
+        upstreams: route.upstreams_for(json.as_ref()),
+        body,
+        client_ip: client.to_string(),
+        proto: ingress.proto,
+    })
+}
+
+/// The request's host, lowercase and without port: `Host`, or the HTTP/2 authority.
+fn host_of(parts: &Parts) -> Option<String> {
+    let raw = parts
+        .uri
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = host.parse().ok()?;
+            Some(authority.host().to_owned())
+        })?;
+    Some(raw.to_ascii_lowercase())
+}

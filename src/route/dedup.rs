@@ -1,0 +1,152 @@
+//! The dedup key of an event: a header, a value inside the JSON body, or the body's hash.
+
+use http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
+
+/// Where a route takes its dedup key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupKey {
+    /// The value at a JSON pointer in the body (`"json:/request_id"`).
+    Json(String),
+    /// The value of a request header (`"header:webhook-id"`).
+    Header(HeaderName),
+    /// The SHA-256 of the body (`"body"`).
+    Body,
+}
+
+/// Why a key could not be taken from a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The route keys on JSON but the body is not JSON.
+    #[error("body is not JSON")]
+    NotJson,
+}
+
+/// A key taken from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// The key's text.
+    pub value: String,
+    /// True when the configured source was absent and the body hash was used instead.
+    pub fell_back: bool,
+}
+
+impl DedupKey {
+    /// Parses the `dedup.key` setting.
+    pub fn parse(text: &str) -> Result<DedupKey, String> {
+        if text == "body" {
+            return Ok(DedupKey::Body);
+        }
+        if let Some(pointer) = text.strip_prefix("json:") {
+            if !pointer.starts_with('/') {
+                return Err(format!("{text:?}: a JSON pointer starts with /"));
+            }
+            return Ok(DedupKey::Json(pointer.to_owned()));
+        }
+        if let Some(name) = text.strip_prefix("header:") {
+            let name = HeaderName::try_from(name.trim())
+                .map_err(|_| format!("{text:?}: not a valid header name"))?;
+            return Ok(DedupKey::Header(name));
+        }
+        Err(format!(
+            "{text:?}: use \"json:/pointer\", \"header:name\" or \"body\""
+        ))
+    }
+
+    /// The key of a request. `json` is the parsed body, present when the route needs JSON.
+    pub fn extract(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        json: Option<&serde_json::Value>,
+    ) -> Result<Key, KeyError> {
+        let found = match self {
+            DedupKey::Body => None,
+            DedupKey::Header(name) => headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            DedupKey::Json(pointer) => {
+                let json = json.ok_or(KeyError::NotJson)?;
+                json.pointer(pointer).and_then(scalar_text)
+            }
+        };
+        Ok(match found {
+            Some(value) => Key {
+                value,
+                fell_back: false,
+            },
+            None => Key {
+                value: body_hash(body),
+                fell_back: !matches!(self, DedupKey::Body),
+            },
+        })
+    }
+}
+
+/// A JSON scalar as key text; objects, arrays, null and empty strings are no key.
+fn scalar_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `sha256:` and the hex SHA-256 of `body`.
+pub(super) fn body_hash(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_pointer_key_reads_the_value() {
+        let key = DedupKey::parse("json:/request_id").unwrap();
+        let body = br#"{"request_id":"abc"}"#;
+        let json = json!({"request_id": "abc"});
+        let got = key.extract(&HeaderMap::new(), body, Some(&json)).unwrap();
+        assert_eq!(got.value, "abc");
+        assert!(!got.fell_back);
+    }
+
+    #[test]
+    fn missing_json_value_falls_back_to_body_hash() {
+        let key = DedupKey::parse("json:/request_id").unwrap();
+        let json = json!({"other": 1});
+        let got = key
+            .extract(&HeaderMap::new(), b"{\"other\":1}", Some(&json))
+            .unwrap();
+        assert_eq!(got.value, body_hash(b"{\"other\":1}"));
+        assert!(got.fell_back);
+    }
+
+    #[test]
+    fn json_key_without_json_body_is_an_error() {
+        let key = DedupKey::parse("json:/id").unwrap();
+        assert_eq!(
+            key.extract(&HeaderMap::new(), b"x", None),
+            Err(KeyError::NotJson)
+        );
+    }
+
+    #[test]
+    fn header_key_reads_any_case() {
+        let key = DedupKey::parse("header:X-GitHub-Delivery").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-delivery", "d-1".parse().unwrap());
+        assert_eq!(key.extract(&headers, b"", None).unwrap().value, "d-1");
+    }
+
+    #[test]
+    fn bad_key_settings_are_refused() {
+        assert!(DedupKey::parse("json:request_id").is_err());
+        assert!(DedupKey::parse("header:bad header").is_err());
+        assert!(DedupKey::parse("cookie:x").is_err());
+    }
+}

@@ -1,0 +1,48 @@
+-- The embedded store's schema. Times are milliseconds since the Unix epoch.
+
+CREATE TABLE IF NOT EXISTS events (
+    id           TEXT PRIMARY KEY,
+    route        TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    dedup_key    TEXT NOT NULL,
+    headers      TEXT NOT NULL,
+    content_type TEXT,
+    client_ip    TEXT NOT NULL,
+    proto        TEXT NOT NULL,
+    body         BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_route_time ON events (route, received_at);
+
+CREATE TABLE IF NOT EXISTS dedup (
+    route      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (route, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL REFERENCES events (id),
+    upstream    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    due_at      INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (upstream, state, due_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id   INTEGER NOT NULL REFERENCES deliveries (id),
+    attempt       INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    status        INTEGER,
+    latency_ms    INTEGER NOT NULL,
+    error         TEXT,
+    response_head BLOB NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);
