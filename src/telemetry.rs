@@ -7,9 +7,11 @@ use tracing_subscriber::EnvFilter;
 pub fn init(json: bool, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     // A second initialisation (tests, the demo) keeps the first subscriber.
     let _ = if json {
         builder.json().try_init()

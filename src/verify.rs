@@ -2,16 +2,51 @@
 //!
 //! A scheme is a [`Verifier`]; [`VerifyConfig`] is the `verify = { scheme = ... }` table of a
 //! route and [`VerifyConfig::build`] turns it into one. Adding a scheme is a new file here.
+//!
+//! Every scheme tries each of its active secrets, so a secret can be rotated by listing the
+//! new one first and removing the old one once [`Verified::secret_index`] no longer points
+//! at it. Errors are low-cardinality and never carry a secret, a token or an expected
+//! signature, so a rejected sender learns nothing it could use for a next guess.
 
 use std::fmt;
-use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::config::secret::Secret;
+mod basic;
+mod bound;
+mod callback;
+mod compare;
+mod config;
+mod encoding;
+mod header;
+mod hmac;
+mod keys;
+mod mac;
+mod presets;
+mod signed_url;
+mod standard_webhooks;
+mod stripe;
+mod template;
+mod timestamp;
+mod token;
+
+pub use self::basic::{BasicConfig, BasicUser};
+pub use self::callback::mint_callback_url;
+pub use self::config::{BuildContext, VerifyConfig};
+pub use self::encoding::Encoding;
+pub use self::hmac::HmacConfig;
+pub use self::mac::Algorithm;
+pub use self::presets::{GithubConfig, ShopifyConfig, SlackConfig, SmallestConfig};
+pub use self::signed_url::SignedUrlConfig;
+pub use self::standard_webhooks::StandardWebhooksConfig;
+pub use self::stripe::StripeConfig;
+pub use self::token::TokenConfig;
 
 /// What a verifier may look at: the request as it arrived, never re-encoded.
-#[derive(Debug, Clone, Copy)]
+///
+/// Its `Debug` output shows header names and sizes only, since headers, query and path may
+/// carry a token.
+#[derive(Clone, Copy)]
 pub struct Incoming<'a> {
     /// Request headers (names are case-insensitive, over HTTP/1.1 and HTTP/2 alike).
     pub headers: &'a HeaderMap,
@@ -25,8 +60,23 @@ pub struct Incoming<'a> {
     pub now: u64,
 }
 
+impl fmt::Debug for Incoming<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.keys().map(|name| name.as_str()).collect();
+        f.debug_struct("Incoming")
+            .field("headers", &names)
+            .field("query_len", &self.query.map(str::len))
+            .field("path_tail_len", &self.path_tail.map(str::len))
+            .field("body_len", &self.body.len())
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
 /// Credentials that make a body pass a scheme, for `hookgate sign` and `hookgate send`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// They may hold a token or a password, so `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// Headers to add to the request.
     pub headers: Vec<(String, String)>,
@@ -36,25 +86,52 @@ pub struct Credentials {
     pub path_tail: Option<String>,
 }
 
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs
+                .iter()
+                .map(|(name, _)| format!("{name}=<redacted>"))
+                .collect()
+        };
+        f.debug_struct("Credentials")
+            .field("headers", &names(&self.headers))
+            .field("query", &names(&self.query))
+            .field("path_tail", &self.path_tail.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What an accepted request proved, beyond being genuine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The gateway's clock minus the sender's signed timestamp, in seconds (negative when the
+    /// sender's clock runs ahead), for schemes that carry a timestamp.
+    pub skew_secs: Option<i64>,
+    /// Which configured secret (for `basic`, which user entry) matched, in configuration
+    /// order; a rotated-out secret can be removed once nothing matches it any more.
+    pub secret_index: usize,
+}
+
 /// A verification scheme with its active secrets.
 pub trait Verifier: Send + Sync + fmt::Debug {
     /// Accepts the request, or says why not.
-    fn verify(&self, request: &Incoming<'_>) -> Result<(), VerifyError>;
+    fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError>;
 
     /// Produces credentials for `body` with the first configured secret at time `now`.
     fn sign(&self, body: &[u8], now: u64) -> Credentials;
-
-    /// The scheme's name, as written in `verify.scheme`.
-    fn scheme(&self) -> &'static str;
 
     /// Whether the route must also match one path segment after its path.
     fn takes_path_tail(&self) -> bool {
         false
     }
+
+    /// The scheme's name as written in `verify.scheme`, for logs and metrics.
+    fn scheme(&self) -> &'static str;
 }
 
 /// Why a request failed verification. Every variant is answered `401`; the text never holds
-/// a secret or an expected signature.
+/// a secret, a token or an expected signature, and names only fixed labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     /// A header, parameter or segment the scheme needs is absent.
@@ -63,9 +140,21 @@ pub enum VerifyError {
     /// The credential is present but cannot be parsed.
     #[error("{0}: malformed")]
     Malformed(&'static str),
+    /// The same header or parameter arrived more than once with different values.
+    #[error("{0}: sent more than once with different values")]
+    Conflicting(&'static str),
     /// The signature or token does not match any active secret.
     #[error("signature does not match")]
     Mismatch,
+    /// The signed timestamp lies outside the route's tolerance, in the past or the future.
+    #[error("timestamp outside tolerance")]
+    Stale,
+    /// A signed callback URL is past its expiry.
+    #[error("callback url expired")]
+    Expired,
+    /// The body does not carry the values a signed callback URL was bound to.
+    #[error("body does not match the values bound to the callback url")]
+    Unbound,
 }
 
 impl VerifyError {
@@ -74,88 +163,66 @@ impl VerifyError {
         match self {
             VerifyError::Missing(_) => "missing",
             VerifyError::Malformed(_) => "malformed",
+            VerifyError::Conflicting(_) => "conflicting",
             VerifyError::Mismatch => "mismatch",
+            VerifyError::Stale => "stale",
+            VerifyError::Expired => "expired",
+            VerifyError::Unbound => "unbound",
         }
     }
 }
 
-/// Names the route a verifier is built for.
-#[derive(Debug, Clone)]
-pub struct BuildContext {
-    /// The route's name.
-    pub route: String,
-    /// The route's path.
-    pub path: String,
-}
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+pub(crate) mod testing;
 
-/// A route's `verify` table (interim: token only).
-#[derive(Debug, serde::Deserialize)]
-#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum VerifyConfig {
-    /// A shared token.
-    Token {
-        /// Query parameter name.
-        query: String,
-        /// Secrets.
-        secrets: Vec<crate::config::secret::SecretSource>,
-    },
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Debug)]
-struct Token {
-    query: String,
-    secrets: Vec<Secret>,
-}
+    #[test]
+    fn incoming_debug_shows_header_names_but_no_values() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer hunter2".parse().unwrap());
+        let request = Incoming {
+            headers: &headers,
+            query: Some("token=hunter2"),
+            path_tail: Some("hunter2"),
+            body: b"{}",
+            now: 0,
+        };
+        let shown = format!("{request:?}");
+        assert!(shown.contains("authorization"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 
-impl Verifier for Token {
-    fn verify(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
-        let query = request.query.ok_or(VerifyError::Missing("token"))?;
-        let given = form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| *k == *self.query)
-            .ok_or(VerifyError::Missing("token"))?
-            .1;
-        use subtle::ConstantTimeEq;
-        let ok = self
-            .secrets
-            .iter()
-            .any(|s| bool::from(s.expose().ct_eq(given.as_bytes())));
-        if ok {
-            Ok(())
-        } else {
-            Err(VerifyError::Mismatch)
+    #[test]
+    fn credentials_debug_shows_names_but_no_values() {
+        let credentials = Credentials {
+            headers: vec![("authorization".into(), "Bearer hunter2".into())],
+            query: vec![("token".into(), "hunter2".into())],
+            path_tail: Some("hunter2".into()),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(shown.contains("authorization") && shown.contains("token"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn every_error_text_is_a_fixed_phrase_and_reason_is_one_word() {
+        let errors = [
+            VerifyError::Missing("signature"),
+            VerifyError::Malformed("timestamp"),
+            VerifyError::Conflicting("signature"),
+            VerifyError::Mismatch,
+            VerifyError::Stale,
+            VerifyError::Expired,
+            VerifyError::Unbound,
+        ];
+        for error in errors {
+            assert!(!error.to_string().is_empty());
+            assert!(error.reason().chars().all(|c| c.is_ascii_lowercase()));
         }
-    }
-
-    fn sign(&self, _body: &[u8], _now: u64) -> Credentials {
-        let token = self.secrets[0].expose_str().unwrap_or_default().to_owned();
-        Credentials {
-            query: vec![(self.query.clone(), token)],
-            ..Default::default()
-        }
-    }
-
-    fn scheme(&self) -> &'static str {
-        "token"
-    }
-}
-
-impl VerifyConfig {
-    /// Builds the verifier.
-    pub fn build(
-        &self,
-        _ctx: &BuildContext,
-        resolve: &mut dyn FnMut(
-            &crate::config::secret::SecretSource,
-        ) -> Result<Secret, crate::config::secret::SecretError>,
-    ) -> Result<Arc<dyn Verifier>, String> {
-        let VerifyConfig::Token { query, secrets } = self;
-        let secrets = secrets
-            .iter()
-            .map(|s| resolve(s).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Arc::new(Token {
-            query: query.clone(),
-            secrets,
-        }))
     }
 }

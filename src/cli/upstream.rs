@@ -55,11 +55,8 @@ pub struct SampleUpstream {
 impl SampleUpstream {
     /// Starts on `127.0.0.1` at a free port.
     pub async fn start(behaviour: Behaviour) -> std::io::Result<SampleUpstream> {
-        Self::start_on(
-            "127.0.0.1:0".parse().expect("a valid literal address"),
-            behaviour,
-        )
-        .await
+        let loopback = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        Self::start_on(loopback, behaviour).await
     }
 
     /// Starts on `addr`.

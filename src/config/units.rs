@@ -1,4 +1,5 @@
-//! The human units of `gateway.toml`: durations (`"30s"`), sizes (`"5MiB"`), rates (`"200/s"`).
+//! The human units of `gateway.toml`: durations (`"30s"`, `"1h30m"`), sizes (`"5MiB"`),
+//! rates (`"200/s"`).
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -6,31 +7,69 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses `"250ms"`, `"30s"`, `"5m"`, `"72h"` or `"1d"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {text:?} needs a unit: ms, s, m, h or d"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("duration {text:?} must start with a whole number"))?;
-    let millis = match unit {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1_000),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        "d" => number.checked_mul(86_400_000),
-        _ => {
-            return Err(format!(
-                "duration {text:?}: unknown unit {unit:?} (ms, s, m, h, d)"
-            ));
-        }
+/// Parses a duration: one or more `<whole number><unit>` terms, units `ms`, `s`, `m`, `h`, `d`.
+///
+/// `"300s"`, `"5m"` and `"1h30m"` are accepted; a bare number, a fraction, a sign or an unknown
+/// unit is refused with a message that quotes the input.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(format!(
+            "{s:?} is not a duration: write it like \"30s\" or \"5m\""
+        ));
+    }
+
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (term, after) = next_term(rest).ok_or_else(|| shape_error(s))?;
+        total = total
+            .checked_add(term)
+            .ok_or_else(|| format!("{s:?} is too long"))?;
+        rest = after;
+    }
+    Ok(total)
+}
+
+/// Reads one `<number><unit>` term off the front of `text`.
+fn next_term(text: &str) -> Option<(Duration, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let (number, rest) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+
+    let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let (unit, rest) = rest.split_at(unit_len);
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
     };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {text:?} is too large"))
+    let millis = number.checked_mul(millis_per_unit)?;
+    Some((Duration::from_millis(millis), rest))
+}
+
+fn shape_error(s: &str) -> String {
+    format!(
+        "{s:?} is not a duration: write a whole number and a unit (ms, s, m, h, d), like \"30s\""
+    )
+}
+
+/// Deserializes an optional duration field written as text; use with
+/// `#[serde(default, deserialize_with = "deserialize_opt_duration")]`.
+pub fn deserialize_opt_duration<'de, D>(deserializer: D) -> Result<Option<Duration>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses `"512"`, `"64KiB"`, `"5MiB"`, `"1GiB"`, or the decimal `"5MB"`.

@@ -1,0 +1,221 @@
+//! Shared pieces of the end-to-end tests: a gateway started from a TOML text in a
+//! throwaway folder, a TLS client that trusts its certificate, and polling helpers.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookgate::config::Config;
+use hookgate::gateway::Gateway;
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+pub use hookgate::cli::upstream::{Behaviour, SampleUpstream};
+
+/// The Pulse samples, as shipped.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/pulse")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The token the test configurations use.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// `[server]` with TLS in the folder, on a free loopback port, plus `extra` lines.
+pub fn server_toml(extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"certs/gateway.crt\", key = \"certs/gateway.key\" }}\n{extra}\n"
+    )
+}
+
+/// A Pulse route keyed on `/request_id`, token in the query, fanned out to `upstreams`.
+pub fn pulse_route(upstreams: &str) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "pulse"
+path = "/hooks/pulse"
+verify = {{ scheme = "token", query = "token", secrets = [{{ file = "pulse.token" }}] }}
+dedup = {{ key = "json:/request_id", window = "72h" }}
+limited_status = 503
+upstreams = {upstreams}
+"#
+    )
+}
+
+/// An upstream table with a quick retry schedule.
+pub fn upstream_toml(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[upstreams.{name}]\nurl = \"{url}\"\ntimeout = \"2s\"\nretry = {{ initial = \"50ms\", max_delay = \"200ms\", max_attempts = 5 }}\n{extra}\n"
+    )
+}
+
+/// A folder holding a configuration file, with the gateway's certificate created in it.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Site {
+    pub fn new(toml: &str) -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("pulse.token"), TOKEN).expect("write token");
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, toml).expect("write config");
+        Site { dir, config_path }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("certs/gateway.crt")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data/hookgate.db")
+    }
+
+    pub fn client(&self) -> TestClient {
+        TestClient::new(&self.cert_path(), false)
+    }
+
+    pub fn h2_client(&self) -> TestClient {
+        TestClient::new(&self.cert_path(), true)
+    }
+}
+
+/// An in-process gateway on a [`Site`].
+pub struct Running {
+    pub site: Site,
+    pub gateway: Gateway,
+}
+
+impl Running {
+    pub async fn start(toml: &str) -> Running {
+        let site = Site::new(toml);
+        let gateway = Gateway::start(&site.config())
+            .await
+            .expect("gateway starts");
+        Running { site, gateway }
+    }
+
+    /// `https://localhost:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "https://localhost:{}{path}",
+            self.gateway.local_addr().port()
+        )
+    }
+}
+
+/// An HTTPS client trusting one certificate.
+pub struct TestClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl TestClient {
+    pub fn new(cert: &Path, http2_only: bool) -> TestClient {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("certificate file")
+            .collect::<Result<_, _>>()
+            .expect("certificate parses");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(certs);
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only();
+        let connector = if http2_only {
+            builder.enable_http2().build()
+        } else {
+            builder.enable_http1().build()
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(http2_only)
+            .build(connector);
+        TestClient { client }
+    }
+
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        self.request("POST", url, headers, body).await
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let response = self
+            .client
+            .request(request)
+            .await
+            .expect("request completes");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("answer body").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
+/// Waits up to `limit` for `done` to hold, polling every 20 ms.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+/// Rows in a table of the store, read with a separate connection.
+pub fn count(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("open store");
+    conn.query_row(sql, [], |r| r.get(0)).expect("count query")
+}
