@@ -1,5 +1,6 @@
 //! The `hookgate` command line: `run`, `check`, `sign`, `send`, `demo`.
 
+mod callback;
 mod check;
 mod demo;
 mod send;
@@ -36,6 +37,8 @@ enum Command {
     Sign(send::Target),
     /// Sign a body for a route and POST it to the gateway.
     Send(send::SendArgs),
+    /// Mint a signed callback URL for a `signed-url` route (for senders such as Pulse).
+    CallbackUrl(callback::CallbackArgs),
     /// Start the shipped configuration with sample upstreams and send sample webhooks.
     Demo,
 }
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Check => check::check(&cli.config),
             Command::Sign(target) => send::sign(&load(&cli.config)?, &target),
             Command::Send(args) => send::send(&load(&cli.config)?, &args).await,
+            Command::CallbackUrl(args) => callback::callback_url(&load(&cli.config)?, &args),
             Command::Demo => demo::demo().await,
         }
     });

@@ -128,6 +128,23 @@ pub trait Verifier: Send + Sync + fmt::Debug {
 
     /// The scheme's name as written in `verify.scheme`, for logs and metrics.
     fn scheme(&self) -> &'static str;
+
+    /// A callback URL on `base_url` valid until `expires` (Unix seconds) that binds `extra`;
+    /// `None` for schemes that do not mint URLs.
+    fn callback_url(
+        &self,
+        base_url: &str,
+        expires: u64,
+        extra: &[(String, String)],
+    ) -> Option<Result<String, String>> {
+        let _ = (base_url, expires, extra);
+        None
+    }
+
+    /// How long a minted callback URL lives when the caller asks for no other lifetime.
+    fn callback_ttl(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Why a request failed verification. Every variant is answered `401`; the text never holds

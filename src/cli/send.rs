@@ -67,7 +67,7 @@ fn prepare(config: &Config, target: &Target) -> Result<Signed, String> {
     })
 }
 
-fn find_route<'a>(config: &'a Config, name: &str) -> Result<&'a Arc<Route>, String> {
+pub(super) fn find_route<'a>(config: &'a Config, name: &str) -> Result<&'a Arc<Route>, String> {
     config
         .routes
         .iter()
@@ -79,7 +79,7 @@ fn find_route<'a>(config: &'a Config, name: &str) -> Result<&'a Arc<Route>, Stri
 }
 
 /// `https://127.0.0.1:PORT` for the configured listener.
-fn default_base(config: &Config) -> String {
+pub(super) fn default_base(config: &Config) -> String {
     let scheme = if config.server.tls.is_some() {
         "https"
     } else {

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD_INDIFFERENT;
 use serde::Deserialize;
 
-use super::callback::{EXPIRES, SIGNATURE, canonical, presented, signed_query};
+use super::callback::{EXPIRES, SIGNATURE, canonical, mint_callback_url, presented, signed_query};
 use super::mac::Algorithm;
 use super::{BuildContext, Credentials, Incoming, Verified, Verifier, VerifyError, bound, keys};
 use crate::config::secret::{Secret, SecretSource};
@@ -112,12 +112,32 @@ impl Verifier for SignedUrl {
     fn scheme(&self) -> &'static str {
         "signed-url"
     }
+
+    fn callback_url(
+        &self,
+        base_url: &str,
+        expires: u64,
+        extra: &[(String, String)],
+    ) -> Option<Result<String, String>> {
+        // Never empty: `keys::resolve_all` refuses an empty list.
+        let secret = &self.secrets[0];
+        Some(mint_callback_url(
+            base_url,
+            &self.route,
+            secret,
+            expires,
+            extra,
+        ))
+    }
+
+    fn callback_ttl(&self) -> Option<Duration> {
+        Some(self.ttl)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::VerifyConfig;
-    use super::super::callback::mint_callback_url;
     use super::super::testing::{Request, build, context};
     use super::*;
 
