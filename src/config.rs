@@ -17,6 +17,7 @@ use std::time::Duration;
 use http::StatusCode;
 use ipnet::IpNet;
 
+use crate::admin::AdminConfig;
 use crate::deliver::{RetryPolicy, Upstream};
 use crate::route::{DedupKey, Filter, Route, Target};
 use crate::verify::BuildContext;
@@ -30,6 +31,8 @@ pub struct Config {
     pub source: PathBuf,
     /// The public listener.
     pub server: Server,
+    /// The admin listener, when configured.
+    pub admin: Option<AdminConfig>,
     /// The database file.
     pub store_path: PathBuf,
     /// Upstreams, in name order.
@@ -111,6 +114,7 @@ impl Config {
     fn from_raw(raw: RawConfig, base: &Path, locate: &Locator) -> Result<Config, ConfigError> {
         let mut warnings = Vec::new();
         let server = server(raw.server, base, locate, &mut warnings)?;
+        let admin = raw.admin.map(|a| admin(a, base, locate)).transpose()?;
 
         let mut upstreams = Vec::new();
         for (name, upstream) in raw.upstreams {
@@ -147,6 +151,7 @@ impl Config {
         Ok(Config {
             source: locate.file.to_owned(),
             server,
+            admin,
             store_path: base.join(raw.store.path),
             upstreams,
             routes,
@@ -207,6 +212,22 @@ fn server(
         header_timeout: raw.header_timeout.0,
         body_timeout: raw.body_timeout.0,
     })
+}
+
+fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfig, ConfigError> {
+    let listen = raw.listen.get_ref().parse().map_err(|_| {
+        let msg = format!("{:?} is not an address:port", raw.listen.get_ref());
+        locate.error(raw.listen.span(), "admin.listen", msg)
+    })?;
+    let token = match raw.token {
+        Some(source) => Some(
+            source
+                .resolve(base)
+                .map_err(|e| locate.error(raw.listen.span(), "admin.token", e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(AdminConfig { listen, token })
 }
 
 fn upstream_from_raw(
@@ -327,6 +348,7 @@ fn route_from_raw(
         path: raw.path,
         host: raw.host.map(|h| h.to_ascii_lowercase()),
         verifier,
+        signature_over: raw.signature_over,
         dedup,
         window: raw.dedup.window.0,
         rate: raw.rate,

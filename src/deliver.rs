@@ -17,6 +17,7 @@ pub use retry::{Decision, Outcome, RetryPolicy, parse_retry_after};
 
 use crate::config::units::Rate;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// A validated `[upstreams.NAME]` table.
 #[derive(Debug)]
@@ -64,6 +65,7 @@ impl Dispatcher {
         client: Client,
         stop: watch::Receiver<bool>,
         grace: Duration,
+        metrics: Arc<Metrics>,
     ) -> Dispatcher {
         let mut wakers = HashMap::new();
         let mut tasks = JoinSet::new();
@@ -77,6 +79,7 @@ impl Dispatcher {
                 wake,
                 stop: stop.clone(),
                 grace,
+                metrics: metrics.clone(),
             };
             tasks.spawn(scheduler.run());
         }

@@ -9,12 +9,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use prometheus_client::registry::Registry;
+
+use crate::admin::Admin;
 use crate::config::Config;
 use crate::deliver::{Dispatcher, build_client};
 use crate::ingress::{self, Ingress, Limits};
 use crate::route::Router;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// How long open requests and attempts under way may take to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
@@ -44,6 +48,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     ingress: JoinHandle<()>,
     dispatcher: Dispatcher,
@@ -67,13 +72,35 @@ impl Gateway {
         let addr = listener.local_addr().unwrap_or(addr);
 
         let (stop, stopped) = watch::channel(false);
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
         let dispatcher = Dispatcher::start(
             &config.upstreams,
             store.clone(),
             build_client(),
             stopped.clone(),
             GRACE,
+            metrics.clone(),
         );
+        let admin_addr = match &config.admin {
+            Some(admin) => {
+                let state = Arc::new(Admin {
+                    token: admin.token.clone(),
+                    registry,
+                    metrics: metrics.clone(),
+                    store: store.clone(),
+                });
+                let addr = admin.listen;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                let addr = listener.local_addr().unwrap_or(addr);
+                tokio::spawn(crate::admin::serve(listener, state, stopped.clone()));
+                tracing::info!(admin = %ingress::describe(addr, false), "admin listening");
+                Some(addr)
+            }
+            None => None,
+        };
         let ingress = Arc::new(Ingress {
             router: Router::new(config.routes.clone()),
             limits: Limits::new(config.server.client_rate, &config.routes),
@@ -81,6 +108,7 @@ impl Gateway {
             store,
             wakers: dispatcher.wakers(),
             proto: if tls.is_some() { "https" } else { "http" },
+            metrics,
         });
         tokio::spawn(sweep_limiters(ingress.clone(), stopped.clone()));
         let serve = ingress::serve(listener, tls, ingress, stopped, GRACE);
@@ -94,6 +122,7 @@ impl Gateway {
         );
         Ok(Gateway {
             addr,
+            admin_addr,
             stop,
             ingress: tokio::spawn(serve),
             dispatcher,
@@ -103,6 +132,11 @@ impl Gateway {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the admin listener is bound to, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Stops accepting, lets open requests and attempts finish, and returns.

@@ -4,6 +4,7 @@
 pub mod answer;
 mod body;
 mod client_ip;
+mod encoding;
 mod handler;
 mod limit;
 pub mod tls;
@@ -26,6 +27,7 @@ use crate::config::Server;
 use crate::deliver::Wakers;
 use crate::route::Router;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// Everything a request needs, for one configuration.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub struct Ingress {
     pub wakers: Wakers,
     /// `https` when the listener terminates TLS.
     pub proto: &'static str,
+    /// Where requests are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then lets open requests

@@ -6,6 +6,7 @@
 //! [`config`] turns `gateway.toml` into the runtime types each stage takes, and
 //! [`gateway`] wires the stages together.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod deliver;

@@ -26,6 +26,8 @@ pub struct Route {
     pub host: Option<String>,
     /// The verification scheme with its secrets.
     pub verifier: Arc<dyn Verifier>,
+    /// Whether a compressed body's signature covers the wire bytes or the inflated ones.
+    pub signature_over: SignatureOver,
     /// Where the dedup key comes from.
     pub dedup: DedupKey,
     /// How long a dedup key is remembered.
@@ -40,6 +42,18 @@ pub struct Route {
     pub allow: Vec<IpNet>,
     /// Upstreams that receive the route's events.
     pub targets: Vec<Target>,
+}
+
+/// Which bytes of a compressed body the sender signed. The inflated bytes are what is
+/// stored and forwarded either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureOver {
+    /// The bytes as they travelled, still compressed.
+    #[default]
+    Wire,
+    /// The bytes after inflating.
+    Inflated,
 }
 
 /// An upstream a route fans out to, with the condition an event must meet.

@@ -100,6 +100,17 @@ pub enum Next {
     Dead,
 }
 
+/// How many deliveries to one upstream are in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The upstream.
+    pub upstream: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// How many.
+    pub count: i64,
+}
+
 /// A store failure. The caller answers `503`: nothing was half-stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -133,6 +144,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Records an attempt and moves its delivery to its next state.
     async fn record(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
+
+    /// Deliveries counted by upstream and state.
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>, StoreError>;
+
+    /// Succeeds when the store can be read.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -1,5 +1,7 @@
 //! Logging set-up and the one helper that keeps credentials out of logs and stored copies.
 
+pub mod metrics;
+
 use http::HeaderMap;
 use tracing_subscriber::EnvFilter;
 

@@ -110,6 +110,7 @@ fn demo_config(transcripts: &str, alerts: &str) -> Result<String, String> {
         Ok::<_, String>(())
     };
     set(&mut table, &["server", "listen"], "127.0.0.1:0".into())?;
+    set(&mut table, &["admin", "listen"], "127.0.0.1:0".into())?;
     set(
         &mut table,
         &["upstreams", "transcripts", "url"],

@@ -10,7 +10,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::secret::SecretSource;
 use super::units::{Rate, Size, Span};
+use crate::route::SignatureOver;
 use crate::verify::VerifyConfig;
 
 /// The whole file.
@@ -20,6 +22,8 @@ pub struct RawConfig {
     /// The ingress listener.
     #[serde(default)]
     pub server: RawServer,
+    /// The admin listener; absent means none.
+    pub admin: Option<RawAdmin>,
     /// Where events and deliveries are kept.
     #[serde(default)]
     pub store: RawStore,
@@ -68,6 +72,17 @@ impl Default for RawServer {
             body_timeout: defaults::body_timeout(),
         }
     }
+}
+
+/// `[admin]`: health, readiness and metrics, apart from ingress.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address and port; keep it on loopback or a private network.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: Spanned<String>,
+    /// A bearer token every admin request must carry.
+    pub token: Option<SecretSource>,
 }
 
 /// `server.tls`: PEM files, relative to the configuration file's folder.
@@ -174,6 +189,9 @@ pub struct RawRoute {
     pub host: Option<String>,
     /// How requests are proven genuine.
     pub verify: VerifyConfig,
+    /// For compressed bodies: whether the signature covers the `wire` or `inflated` bytes.
+    #[serde(default)]
+    pub signature_over: SignatureOver,
     /// How duplicates are recognised.
     #[serde(default)]
     pub dedup: RawDedup,
@@ -237,6 +255,9 @@ pub mod defaults {
 
     pub(super) fn listen() -> Spanned<String> {
         Spanned::new(0..0, "0.0.0.0:8443".to_owned())
+    }
+    pub(super) fn admin_listen() -> Spanned<String> {
+        Spanned::new(0..0, "127.0.0.1:9090".to_owned())
     }
     pub(super) fn max_body() -> Size {
         Size(32 << 20)

@@ -14,6 +14,7 @@ use super::Upstream;
 use super::client::{Client, read_head, request};
 use super::retry::{Decision, Outcome, parse_retry_after};
 use crate::store::{AttemptRecord, DueDelivery, Next, Store, now_ms};
+use crate::telemetry::metrics::{Metrics, UpstreamLabel};
 
 /// Longest sleep between looks at the queue when nothing wakes the scheduler.
 const IDLE_LOOK: Duration = Duration::from_secs(30);
@@ -27,6 +28,7 @@ pub(super) struct Scheduler {
     pub(super) wake: Arc<Notify>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) grace: Duration,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// What an attempt task shares with its scheduler.
@@ -36,6 +38,7 @@ struct Shared {
     client: Client,
     wake: Arc<Notify>,
     in_flight: Mutex<HashSet<i64>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Scheduler {
@@ -46,6 +49,7 @@ impl Scheduler {
             client: self.client.clone(),
             wake: self.wake.clone(),
             in_flight: Mutex::new(HashSet::new()),
+            metrics: self.metrics.clone(),
         });
         let slots = Arc::new(Semaphore::new(self.upstream.concurrency));
         let limiter = self.upstream.rate.map(|r| RateLimiter::direct(r.quota()));
@@ -151,6 +155,7 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
     let next = log_decision(
         upstream, &delivery, number, status, latency_ms, &error, decision,
     );
+    count_attempt(&shared.metrics, upstream, &delivery, latency_ms, next);
 
     let record = AttemptRecord {
         delivery_id: delivery.id,
@@ -271,6 +276,31 @@ fn log_decision(
             );
             Next::Dead
         }
+    }
+}
+
+fn count_attempt(
+    metrics: &Metrics,
+    upstream: &Upstream,
+    delivery: &DueDelivery,
+    ms: i64,
+    next: Next,
+) {
+    let outcome = match next {
+        Next::Delivered => "delivered",
+        Next::RetryAt(_) => "retry",
+        Next::Dead => "dead",
+    };
+    metrics.attempt(&upstream.name, outcome, ms as f64 / 1_000.0);
+    if next == Next::Delivered {
+        let labels = UpstreamLabel {
+            upstream: upstream.name.to_string(),
+        };
+        let waited = (now_ms() - delivery.received_at).max(0) as f64 / 1_000.0;
+        metrics
+            .delivery_seconds
+            .get_or_create(&labels)
+            .observe(waited);
     }
 }
 

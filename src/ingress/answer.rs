@@ -25,6 +25,8 @@ pub enum Rejection {
         status: StatusCode,
         /// Seconds until a request would be allowed.
         retry_after: u64,
+        /// Which limit: `client` or `route`.
+        limiter: &'static str,
     },
     /// The body is larger than the route accepts.
     TooLarge {
@@ -37,6 +39,8 @@ pub enum Rejection {
     BadBody,
     /// The route needs a JSON body and this is not one.
     NotJson,
+    /// The body's `Content-Encoding` is not one the gateway inflates.
+    UnsupportedEncoding,
     /// Verification failed.
     Unauthorized(VerifyError),
     /// The gateway cannot store the event now; nothing was stored.
@@ -57,6 +61,7 @@ impl Rejection {
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Timeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::BadBody | Rejection::NotJson => StatusCode::BAD_REQUEST,
+            Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -73,6 +78,7 @@ impl Rejection {
             Rejection::Timeout => "body_timeout",
             Rejection::BadBody => "bad_body",
             Rejection::NotJson => "not_json",
+            Rejection::UnsupportedEncoding => "unsupported_encoding",
             Rejection::Unauthorized(_) => "unauthorized",
             Rejection::Unavailable { .. } => "unavailable",
         }
@@ -89,6 +95,9 @@ impl Rejection {
             Rejection::Timeout => "body not received in time".into(),
             Rejection::BadBody => "body could not be read".into(),
             Rejection::NotJson => "this route needs a JSON body".into(),
+            Rejection::UnsupportedEncoding => {
+                "content-encoding must be gzip, deflate or none".into()
+            }
             Rejection::Unauthorized(e) => e.to_string(),
             Rejection::Unavailable { .. } => "cannot store the event now, retry later".into(),
         }

@@ -12,8 +12,10 @@ use super::Ingress;
 use super::answer::{self, Body, Rejection};
 use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
-use crate::route::Route;
+use super::encoding::{content_encoding, inflate};
+use crate::route::{Route, SignatureOver};
 use crate::store::{NewEvent, now_ms};
+use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
 use crate::telemetry::redacted_headers;
 use crate::verify::Incoming;
 
@@ -31,6 +33,7 @@ pub(super) async fn handle(
     let host = host_of(&parts);
     let Some(matched) = ingress.router.find(host.as_deref(), parts.uri.path()) else {
         tracing::info!(status = 404, error = "not_found", "rejected");
+        ingress.metrics.request("none", Rejection::NotFound.code());
         return Rejection::NotFound.into_response();
     };
     let route = matched.route.clone();
@@ -43,6 +46,7 @@ pub(super) async fn handle(
         Ok(accepted) => {
             tracing::info!(route = %route.name, event_id = %accepted.id,
                 duplicate = accepted.duplicate, client = %client, latency_ms, "accepted");
+            count_accepted(ingress, &route.name, accepted.duplicate);
             answer::accepted(&accepted.id, accepted.duplicate)
         }
         Err(rejection) => {
@@ -53,8 +57,44 @@ pub(super) async fn handle(
             };
             tracing::info!(route = %route.name, status, error = reason, client = %client,
                 latency_ms, "rejected");
+            count_rejected(ingress, &route.name, &rejection);
             rejection.into_response()
         }
+    }
+}
+
+fn count_accepted(ingress: &Ingress, route: &str, duplicate: bool) {
+    let metrics = &ingress.metrics;
+    if duplicate {
+        metrics.request(route, "duplicate");
+        let labels = RouteLabel {
+            route: route.to_owned(),
+        };
+        metrics.duplicates.get_or_create(&labels).inc();
+    } else {
+        metrics.request(route, "accepted");
+    }
+}
+
+fn count_rejected(ingress: &Ingress, route: &str, rejection: &Rejection) {
+    let metrics = &ingress.metrics;
+    metrics.request(route, rejection.code());
+    match rejection {
+        Rejection::Unauthorized(error) => {
+            let labels = RouteReason {
+                route: route.to_owned(),
+                reason: error.reason().to_owned(),
+            };
+            metrics.verify_failures.get_or_create(&labels).inc();
+        }
+        Rejection::Limited { limiter, .. } => {
+            let labels = RouteOutcome {
+                route: route.to_owned(),
+                outcome: (*limiter).to_owned(),
+            };
+            metrics.limited.get_or_create(&labels).inc();
+        }
+        _ => {}
     }
 }
 
@@ -72,30 +112,55 @@ async fn accept(
     if !route.allow.is_empty() && !route.allow.iter().any(|net| net.contains(&client)) {
         return Err(Rejection::Forbidden);
     }
-    let limited = |retry_after| Rejection::Limited {
-        status: route.limited_status,
-        retry_after,
+    let limited = |limiter| {
+        move |retry_after| Rejection::Limited {
+            status: route.limited_status,
+            retry_after,
+            limiter,
+        }
     };
-    ingress.limits.check_client(client).map_err(limited)?;
+    ingress
+        .limits
+        .check_client(client)
+        .map_err(limited("client"))?;
     if declared_length(&parts.headers).is_some_and(|n| n > route.max_body) {
         return Err(Rejection::TooLarge {
             limit: route.max_body,
         });
     }
 
-    let body = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
+    let encoding = content_encoding(&parts.headers)?;
+    let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
+    let body = inflate(wire.clone(), encoding, route.max_body).await?;
+    let signed = match route.signature_over {
+        SignatureOver::Wire => &wire,
+        SignatureOver::Inflated => &body,
+    };
     let incoming = Incoming {
         headers: &parts.headers,
         query: parts.uri.query(),
         path_tail: tail,
-        body: &body,
+        body: signed,
         now: now_ms() as u64 / 1_000,
     };
-    route
+    let verified = route
         .verifier
         .verify(&incoming)
         .map_err(Rejection::Unauthorized)?;
-    ingress.limits.check_route(&route.name).map_err(limited)?;
+    ingress
+        .limits
+        .check_route(&route.name)
+        .map_err(limited("route"))?;
+    if let Some(skew) = verified.skew_secs {
+        let labels = RouteLabel {
+            route: route.name.to_string(),
+        };
+        ingress
+            .metrics
+            .clock_skew
+            .get_or_create(&labels)
+            .observe(skew as f64);
+    }
 
     let event = new_event(ingress, route, client, &parts, body)?;
     let upstreams = event.upstreams.clone();
@@ -131,6 +196,10 @@ fn new_event(
         .map_err(|_| Rejection::NotJson)?;
     if key.fell_back {
         tracing::info!(route = %route.name, "dedup value missing, keyed on the body hash");
+        let labels = RouteLabel {
+            route: route.name.to_string(),
+        };
+        ingress.metrics.dedup_fallbacks.get_or_create(&labels).inc();
     }
     let content_type = parts
         .headers

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, AttemptRecord, DueDelivery, NewEvent, Next, Store, StoreError, now_ms};
+use super::{
+    Accepted, AttemptRecord, DueDelivery, NewEvent, Next, QueueDepth, Store, StoreError, now_ms,
+};
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -312,6 +314,28 @@ impl Store for SqliteStore {
 
     async fn record(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
         self.submit(Op::Record(attempt)).await.map(|_| ())
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT upstream, state, COUNT(*) FROM deliveries GROUP BY upstream, state",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(QueueDepth {
+                    upstream: r.get(0)?,
+                    state: r.get(1)?,
+                    count: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
     }
 }
 

@@ -1,0 +1,139 @@
+//! The admin listener, apart from ingress and on loopback by default: health, readiness and
+//! Prometheus metrics, behind a bearer token when one is configured.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use prometheus_client::registry::Registry;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::secret::Secret;
+use crate::store::Store;
+use crate::telemetry::metrics::{Metrics, UpstreamState};
+
+/// The validated `[admin]` table.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where the admin listener listens.
+    pub listen: SocketAddr,
+    /// The bearer token every request must carry, when set.
+    pub token: Option<Secret>,
+}
+
+/// What the admin endpoints read.
+#[derive(Debug)]
+pub struct Admin {
+    /// The bearer token, when set.
+    pub token: Option<Secret>,
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// The series refreshed at each scrape.
+    pub metrics: Arc<Metrics>,
+    /// The store, for readiness and queue depth.
+    pub store: Arc<dyn Store>,
+}
+
+type Answer = Response<Full<Bytes>>;
+
+/// Serves admin requests on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = stop.changed() => return,
+        };
+        let admin = admin.clone();
+        let service = service_fn(move |request| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&admin, request).await) }
+        });
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(admin: &Admin, request: Request<hyper::body::Incoming>) -> Answer {
+    if !authorized(admin, &request) {
+        return text(StatusCode::UNAUTHORIZED, "{\"error\":\"unauthorized\"}\n");
+    }
+    if request.method() != Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{\"error\":\"method_not_allowed\"}\n",
+        );
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "{\"status\":\"ok\"}\n"),
+        "/readyz" => match admin.store.ping().await {
+            Ok(()) => text(StatusCode::OK, "{\"status\":\"ready\"}\n"),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"status\":\"store unavailable\"}\n",
+            ),
+        },
+        "/metrics" => metrics(admin).await,
+        _ => text(StatusCode::NOT_FOUND, "{\"error\":\"not_found\"}\n"),
+    }
+}
+
+fn authorized(admin: &Admin, request: &Request<hyper::body::Incoming>) -> bool {
+    let Some(token) = &admin.token else {
+        return true;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(token.expose()))
+}
+
+async fn metrics(admin: &Admin) -> Answer {
+    if let Ok(depths) = admin.store.queue_depth().await {
+        admin.metrics.queue.clear();
+        for depth in depths {
+            let labels = UpstreamState {
+                upstream: depth.upstream,
+                state: depth.state,
+            };
+            admin.metrics.queue.get_or_create(&labels).set(depth.count);
+        }
+    }
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &admin.registry).is_err() {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded\n",
+        );
+    }
+    let mut answer = text(StatusCode::OK, &body);
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    answer
+}
+
+fn text(status: StatusCode, body: &str) -> Answer {
+    let mut answer = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *answer.status_mut() = status;
+    answer
+}

@@ -1,0 +1,120 @@
+//! `Content-Encoding`: compressed bodies are inflated under the same size cap as plain ones.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use flate2::read::{GzDecoder, ZlibDecoder};
+use http::HeaderMap;
+
+use super::answer::Rejection;
+
+/// How a request body is encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoding {
+    /// Not encoded.
+    Identity,
+    /// `gzip` (or `x-gzip`).
+    Gzip,
+    /// `deflate`: a zlib stream.
+    Deflate,
+}
+
+/// Reads `Content-Encoding`; anything but one known encoding is `415`.
+pub(super) fn content_encoding(headers: &HeaderMap) -> Result<Encoding, Rejection> {
+    let mut values = headers.get_all(http::header::CONTENT_ENCODING).iter();
+    let Some(value) = values.next() else {
+        return Ok(Encoding::Identity);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::UnsupportedEncoding);
+    }
+    let value = value.to_str().map_err(|_| Rejection::UnsupportedEncoding)?;
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "deflate" => Ok(Encoding::Deflate),
+        _ => Err(Rejection::UnsupportedEncoding),
+    }
+}
+
+/// Inflates `wire` to at most `limit` bytes: a body that inflates past the cap is `413`, a
+/// corrupt one `400`. Runs on a blocking thread, since a large body is seconds of CPU.
+pub(super) async fn inflate(
+    wire: Bytes,
+    encoding: Encoding,
+    limit: u64,
+) -> Result<Bytes, Rejection> {
+    if encoding == Encoding::Identity {
+        return Ok(wire);
+    }
+    tokio::task::spawn_blocking(move || {
+        let reader: Box<dyn Read> = match encoding {
+            Encoding::Gzip => Box::new(GzDecoder::new(&wire[..])),
+            _ => Box::new(ZlibDecoder::new(&wire[..])),
+        };
+        let mut inflated = Vec::new();
+        reader
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut inflated)
+            .map_err(|_| Rejection::BadBody)?;
+        if inflated.len() as u64 > limit {
+            return Err(Rejection::TooLarge { limit });
+        }
+        Ok(Bytes::from(inflated))
+    })
+    .await
+    .map_err(|_| Rejection::BadBody)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        Bytes::from(encoder.finish().unwrap())
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-encoding", value.parse().unwrap());
+        headers
+    }
+
+    #[tokio::test]
+    async fn gzip_bodies_are_inflated() {
+        let inflated = inflate(gzip(b"{\"a\":1}"), Encoding::Gzip, 100)
+            .await
+            .unwrap();
+        assert_eq!(&inflated[..], b"{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn a_small_bomb_that_inflates_past_the_cap_is_413() {
+        let bomb = gzip(&vec![b'a'; 10 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        let err = inflate(bomb, Encoding::Gzip, 1 << 20).await.unwrap_err();
+        assert!(matches!(err, Rejection::TooLarge { .. }));
+    }
+
+    #[tokio::test]
+    async fn corrupt_gzip_is_a_bad_body() {
+        let err = inflate(Bytes::from_static(b"not gzip"), Encoding::Gzip, 100).await;
+        assert!(matches!(err, Err(Rejection::BadBody)));
+    }
+
+    #[test]
+    fn unknown_or_stacked_encodings_are_unsupported() {
+        assert_eq!(
+            content_encoding(&HeaderMap::new()).unwrap(),
+            Encoding::Identity
+        );
+        assert_eq!(content_encoding(&headers("GZIP")).unwrap(), Encoding::Gzip);
+        assert!(content_encoding(&headers("br")).is_err());
+        assert!(content_encoding(&headers("gzip, gzip")).is_err());
+    }
+}

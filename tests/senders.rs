@@ -1,0 +1,358 @@
+//! Other senders end to end: their signatures checked through the real gateway, a Standard
+//! Webhooks cross-check with the reference library, compressed bodies, signed callback URLs,
+//! and the metrics an operator would scrape afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use support::*;
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER_WHSEC: &str = "whsec_aGVsbG8gd29ybGQgdGhpcyBpcyBhIGtleQ==";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn gateway_with(routes: &str) -> (SampleUpstream, Running) {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &upstream_toml("sink", &upstream.url("/sink"), "")
+        + routes;
+    let gw = Running::start(&toml).await;
+    (upstream, gw)
+}
+
+fn route(name: &str, verify: &str, extra: &str) -> String {
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nverify = {verify}\n{extra}\nupstreams = [\"sink\"]\n"
+    )
+}
+
+/// Signs with the Standard Webhooks reference library (PyPI `standardwebhooks`).
+fn reference_sign(secret: &str, id: &str, timestamp: u64, body: &str) -> String {
+    let script = "import sys, datetime\n\
+        from standardwebhooks.webhooks import Webhook\n\
+        secret, msg_id, ts, body = sys.argv[1:5]\n\
+        when = datetime.datetime.fromtimestamp(int(ts), tz=datetime.timezone.utc)\n\
+        print(Webhook(secret).sign(msg_id, when, body))\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, secret, id, &timestamp.to_string(), body])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the reference library is missing (pip install standardwebhooks): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_webhook_signed_by_the_standard_webhooks_reference_library_is_accepted() {
+    let routes = route(
+        "svix",
+        &format!("{{ scheme = \"standard-webhooks\", secrets = [\"{WHSEC}\"] }}"),
+        "dedup = { key = \"header:webhook-id\" }",
+    );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let body = String::from_utf8(fixture("success.json")).unwrap();
+    let ts = now();
+
+    let good = reference_sign(WHSEC, "msg_1", ts, &body);
+    let ts_text = ts.to_string();
+    let headers = [
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", ts_text.as_str()),
+        ("webhook-signature", good.as_str()),
+    ];
+    let answer = client
+        .post(&gw.url("/hooks/svix"), &headers, body.as_bytes())
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+
+    let wrong = reference_sign(OTHER_WHSEC, "msg_2", ts, &body);
+    let headers = [
+        ("webhook-id", "msg_2"),
+        ("webhook-timestamp", ts_text.as_str()),
+        ("webhook-signature", wrong.as_str()),
+    ];
+    let answer = client
+        .post(&gw.url("/hooks/svix"), &headers, body.as_bytes())
+        .await;
+    assert_eq!(answer.status, 401);
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+    assert_eq!(upstream.accepted()[0].body, body.as_bytes());
+}
+
+#[tokio::test]
+async fn svix_header_names_and_a_stale_timestamp_are_handled() {
+    let routes = route(
+        "svix",
+        &format!(
+            "{{ scheme = \"standard-webhooks\", secrets = [\"{WHSEC}\"], tolerance = \"5m\" }}"
+        ),
+        "dedup = { key = \"header:svix-id\" }",
+    );
+    let (_upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let body = "{\"type\":\"invoice.paid\"}";
+
+    let ts = now();
+    let sig = reference_sign(WHSEC, "msg_svix", ts, body);
+    let ts_text = ts.to_string();
+    let headers = [
+        ("svix-id", "msg_svix"),
+        ("svix-timestamp", ts_text.as_str()),
+        ("svix-signature", sig.as_str()),
+    ];
+    assert_eq!(
+        client
+            .post(&gw.url("/hooks/svix"), &headers, body.as_bytes())
+            .await
+            .status,
+        202
+    );
+
+    let old = now() - 3_600;
+    let sig = reference_sign(WHSEC, "msg_old", old, body);
+    let old_text = old.to_string();
+    let headers = [
+        ("webhook-id", "msg_old"),
+        ("webhook-timestamp", old_text.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    let answer = client
+        .post(&gw.url("/hooks/svix"), &headers, body.as_bytes())
+        .await;
+    assert_eq!(answer.status, 401, "a replay an hour old is refused");
+}
+
+#[tokio::test]
+async fn github_and_generic_hmac_signatures_are_checked_with_rotated_secrets() {
+    let routes = route(
+        "github",
+        "{ scheme = \"github\", secrets = [\"new-secret\", \"old-secret\"] }",
+        "",
+    ) + &route(
+        "hmac",
+        "{ scheme = \"hmac\", header = \"X-Signature\", prefix = \"sha256=\", secrets = [\"k1\"] }",
+        "",
+    );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let body = fixture("success-pro.json");
+
+    for secret in ["new-secret", "old-secret"] {
+        let sig = format!("sha256={}", hmac_hex(secret.as_bytes(), &body));
+        let answer = client
+            .post(
+                &gw.url("/hooks/github"),
+                &[("x-hub-signature-256", &sig)],
+                &body,
+            )
+            .await;
+        assert!(answer.status.is_success(), "{secret}: {}", answer.status);
+    }
+    let sig = format!("sha256={}", hmac_hex(b"retired", &body));
+    let answer = client
+        .post(
+            &gw.url("/hooks/github"),
+            &[("x-hub-signature-256", &sig)],
+            &body,
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+
+    let upper = format!("sha256={}", hmac_hex(b"k1", &body).to_uppercase());
+    let answer = client
+        .post(&gw.url("/hooks/hmac"), &[("x-signature", &upper)], &body)
+        .await;
+    assert_eq!(answer.status, 202, "hex compares case-insensitively");
+    let answer = client
+        .post(
+            &gw.url("/hooks/hmac"),
+            &[("x-signature", "sha256=zz")],
+            &body,
+        )
+        .await;
+    assert_eq!(answer.status, 401, "a malformed signature is a clean 401");
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 2).await);
+    assert!(upstream.accepted().iter().all(|r| r.body == body));
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bodies_verify_over_the_bytes_the_route_names_and_arrive_inflated() {
+    let hmac = "{ scheme = \"hmac\", header = \"X-Signature\", secrets = [\"k\"] }";
+    let routes = route("wire", hmac, "signature_over = \"wire\"")
+        + &route(
+            "inflated",
+            hmac,
+            "signature_over = \"inflated\"\nmax_body = \"64KiB\"",
+        );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let body = fixture("success.json");
+    let packed = gzip(&body);
+
+    let sig = hmac_hex(b"k", &packed);
+    let headers = [("x-signature", sig.as_str()), ("content-encoding", "gzip")];
+    assert_eq!(
+        client
+            .post(&gw.url("/hooks/wire"), &headers, &packed)
+            .await
+            .status,
+        202
+    );
+
+    let sig = hmac_hex(b"k", &body);
+    let headers = [("x-signature", sig.as_str()), ("content-encoding", "gzip")];
+    assert_eq!(
+        client
+            .post(&gw.url("/hooks/inflated"), &headers, &packed)
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        client
+            .post(&gw.url("/hooks/wire"), &headers, &packed)
+            .await
+            .status,
+        401
+    );
+
+    let headers = [("x-signature", sig.as_str()), ("content-encoding", "br")];
+    let answer = client
+        .post(&gw.url("/hooks/inflated"), &headers, &packed)
+        .await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()["error"].clone()),
+        (415, "unsupported_encoding".into())
+    );
+
+    let bomb = gzip(&vec![b' '; 8 << 20]);
+    let sig = hmac_hex(b"k", &vec![b' '; 8 << 20]);
+    let headers = [("x-signature", sig.as_str()), ("content-encoding", "gzip")];
+    let answer = client
+        .post(&gw.url("/hooks/inflated"), &headers, &bomb)
+        .await;
+    assert_eq!(
+        answer.status,
+        413,
+        "{} bytes that inflate to 8 MiB",
+        bomb.len()
+    );
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 2).await);
+    assert!(
+        upstream.accepted().iter().all(|r| r.body == body),
+        "upstreams get the inflated bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_minted_callback_url_is_accepted_until_tampered_with_or_mismatched() {
+    let routes = route(
+        "pulse",
+        "{ scheme = \"signed-url\", secrets = [\"url-key-0123456789\"], match_extra = true }",
+        "dedup = { key = \"json:/request_id\" }",
+    );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let config = gw.site.config();
+    let verifier = &config.routes[0].verifier;
+    let base = gw.url("/hooks/pulse");
+    let extra = vec![("case_id".to_owned(), "42".to_owned())];
+    let url = verifier
+        .callback_url(&base, now() + 3_600, &extra)
+        .unwrap()
+        .unwrap();
+
+    let body = fixture("success.json");
+    assert_eq!(client.post(&url, &[], &body).await.status, 202);
+
+    let other_case = fixture("failed.json");
+    let answer = client.post(&url, &[], &other_case).await;
+    assert_eq!(answer.status, 401, "case_id 43 does not match the bound 42");
+
+    let tampered = url.replace("case_id=42", "case_id=43");
+    assert_eq!(client.post(&tampered, &[], &other_case).await.status, 401);
+
+    let expired = verifier
+        .callback_url(&base, now() - 10, &extra)
+        .unwrap()
+        .unwrap();
+    assert_eq!(client.post(&expired, &[], &body).await.status, 401);
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let (upstream, gw) = gateway_with(&pulse_route("[\"sink\"]")).await;
+    let client = gw.site.client();
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let body = fixture("success.json");
+    client.post(&url, &[], &body).await;
+    client.post(&url, &[], &body).await;
+    client
+        .post(&gw.url("/hooks/pulse?token=nope"), &[], &body)
+        .await;
+    client.post(&gw.url("/nowhere"), &[], &body).await;
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let admin = gw.gateway.admin_addr().unwrap();
+    let text = plain_get(admin, "/metrics").await;
+    for line in [
+        "hookgate_requests_total{route=\"pulse\",outcome=\"accepted\"} 1",
+        "hookgate_requests_total{route=\"pulse\",outcome=\"duplicate\"} 1",
+        "hookgate_requests_total{route=\"pulse\",outcome=\"unauthorized\"} 1",
+        "hookgate_requests_total{route=\"none\",outcome=\"not_found\"} 1",
+        "hookgate_verify_failures_total{route=\"pulse\",reason=\"mismatch\"} 1",
+        "hookgate_duplicates_total{route=\"pulse\"} 1",
+        "hookgate_delivery_attempts_total{upstream=\"sink\",outcome=\"delivered\"} 1",
+        "hookgate_queue_deliveries{upstream=\"sink\",state=\"delivered\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains(TOKEN));
+    assert!(plain_get(admin, "/readyz").await.contains("ready"));
+}
+
+/// A GET over plain HTTP/1.1 to the admin listener.
+async fn plain_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
