@@ -105,7 +105,8 @@ impl Config {
         let locate = Locator { file: path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            locate.error(span, "toml", e.message().to_owned())
+            let key = locate.key_at(span.clone());
+            locate.error(span, &key, e.message().to_owned())
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         Config::from_raw(raw, &base, &locate)
@@ -182,6 +183,46 @@ impl Locator<'_> {
             column,
             key: key.to_owned(),
             message,
+        }
+    }
+
+    /// The dotted key a parse error points at: the enclosing `[table]` and the nearest
+    /// `key =` before the error on its line (or the key itself, when the error is on it).
+    fn key_at(&self, span: Range<usize>) -> String {
+        let start = span.start.min(self.text.len());
+        let end = span.end.clamp(start, self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let table = self.text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+
+        let spanned = &self.text[start..end];
+        let is_key = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_alphanumeric() || "_-".contains(c))
+        };
+        let key = if is_key(spanned) {
+            Some(spanned.to_owned())
+        } else {
+            let before = self.text[line_start..start]
+                .rfind('=')
+                .map(|eq| &self.text[line_start..line_start + eq]);
+            before.and_then(|b| {
+                let b = b.trim_end();
+                let from = b.rfind([' ', '{', ',', '\t']).map_or(0, |i| i + 1);
+                let name = b[from..].trim_matches('"');
+                is_key(name).then(|| name.to_owned())
+            })
+        };
+        match (table, key) {
+            (Some(table), Some(key)) => format!("{table}.{key}"),
+            (Some(table), None) => table,
+            (None, Some(key)) => key,
+            (None, None) => "file".to_owned(),
         }
     }
 }

@@ -345,3 +345,129 @@ fn id_list(ids: &[i64]) -> String {
     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
     ids.join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn event(key: &str, window: Duration, upstreams: &[&str]) -> NewEvent {
+        NewEvent {
+            route: "r".into(),
+            dedup_key: key.to_owned(),
+            window,
+            received_at: now_ms(),
+            headers: "{}".into(),
+            content_type: Some("application/json".into()),
+            body: Bytes::from_static(b"{}"),
+            client_ip: "127.0.0.1".into(),
+            proto: "https",
+            upstreams: upstreams.iter().map(|u| (*u).into()).collect(),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("data/test.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_key_inside_its_window_is_a_duplicate_with_the_first_id() {
+        let (_dir, store) = open();
+        let first = store
+            .accept(event("k", Duration::from_secs(60), &["a"]))
+            .await
+            .unwrap();
+        let again = store
+            .accept(event("k", Duration::from_secs(60), &["a"]))
+            .await
+            .unwrap();
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!(first.id, again.id);
+        assert_eq!(store.due("a", now_ms(), 10, &[]).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_past_its_window_is_accepted_as_a_new_event() {
+        let (_dir, store) = open();
+        let first = store
+            .accept(event("k", Duration::ZERO, &["a"]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let later = store
+            .accept(event("k", Duration::ZERO, &["a"]))
+            .await
+            .unwrap();
+        assert!(!later.duplicate);
+        assert_ne!(first.id, later.id);
+    }
+
+    #[tokio::test]
+    async fn concurrent_copies_share_one_commit_and_create_one_event() {
+        let (_dir, store) = open();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            let e = event("same", Duration::from_secs(60), &["a", "b"]);
+            tasks.push(tokio::spawn(async move { store.accept(e).await.unwrap() }));
+        }
+        let mut new = 0;
+        for task in tasks {
+            new += usize::from(!task.await.unwrap().duplicate);
+        }
+        assert_eq!(new, 1);
+        let depth = store.queue_depth().await.unwrap();
+        let pending: i64 = depth.iter().map(|d| d.count).sum();
+        assert_eq!(pending, 2, "one delivery per upstream");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_moves_a_delivery_to_its_next_state() {
+        let (_dir, store) = open();
+        store
+            .accept(event("k", Duration::from_secs(60), &["a"]))
+            .await
+            .unwrap();
+        let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        let record = |next| AttemptRecord {
+            delivery_id: due[0].id,
+            attempt: 1,
+            at: now_ms(),
+            status: Some(503),
+            latency_ms: 3,
+            error: Some("status 503".into()),
+            response_head: b"busy".to_vec(),
+            next,
+        };
+        let later = now_ms() + 60_000;
+        store.record(record(Next::RetryAt(later))).await.unwrap();
+        assert!(store.due("a", now_ms(), 10, &[]).await.unwrap().is_empty());
+        assert_eq!(store.next_due("a", &[]).await.unwrap(), Some(later));
+        assert_eq!(store.due("a", later, 10, &[]).await.unwrap()[0].attempts, 1);
+
+        store.record(record(Next::Dead)).await.unwrap();
+        assert_eq!(store.next_due("a", &[]).await.unwrap(), None);
+        let depth = store.queue_depth().await.unwrap();
+        assert_eq!(depth[0].state, "dead");
+    }
+
+    #[tokio::test]
+    async fn deliveries_under_way_are_left_out_of_due() {
+        let (_dir, store) = open();
+        store
+            .accept(event("k1", Duration::from_secs(60), &["a"]))
+            .await
+            .unwrap();
+        store
+            .accept(event("k2", Duration::from_secs(60), &["a"]))
+            .await
+            .unwrap();
+        let all = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        let rest = store.due("a", now_ms(), 10, &[all[0].id]).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].id, all[1].id);
+    }
+}

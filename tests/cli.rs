@@ -1,0 +1,215 @@
+//! The command line as a user runs it: `check`, `send`, `sign` and `callback-url`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::*;
+
+fn hookgate(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("hookgate runs")
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[test]
+fn check_accepts_the_shipped_configuration_and_lists_its_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml"),
+        &path,
+    )
+    .unwrap();
+    let out = hookgate(&path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("route pulse POST /hooks/pulse verify=token dedup=json:/request_id"),
+        "{shown}"
+    );
+    assert!(shown.contains("upstream alerts"), "{shown}");
+}
+
+/// Writes `toml` and runs `check`; returns what it printed, asserting it failed.
+fn check_fails(toml: &str) -> String {
+    let site = Site::new(toml);
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(!out.status.success(), "check passed:\n{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn configuration_errors_name_the_file_line_and_key() {
+    let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
+
+    let typo = base.clone() + &pulse_route("[\"u\"]").replace("limited_status", "limted_status");
+    let shown = check_fails(&typo);
+    assert!(
+        shown.contains("gateway.toml:") && shown.contains("limted_status"),
+        "{shown}"
+    );
+
+    let shown = check_fails(&(base.clone() + &pulse_route("[\"nowhere\"]")));
+    assert!(
+        shown.contains("routes[0].upstreams[0]") && shown.contains("nowhere"),
+        "{shown}"
+    );
+
+    let bad_duration =
+        base.replace("initial = \"50ms\"", "initial = \"fast\"") + &pulse_route("[\"u\"]");
+    let shown = check_fails(&bad_duration);
+    assert!(
+        shown.contains(":8:") && shown.contains("upstreams.u.initial") && shown.contains("fast"),
+        "{shown}"
+    );
+
+    let env_secret = base.clone()
+        + &pulse_route("[\"u\"]").replace(
+            "{ file = \"pulse.token\" }",
+            "{ env = \"HOOKGATE_SURELY_UNSET_VAR\" }",
+        );
+    let shown = check_fails(&env_secret);
+    assert!(
+        shown.contains("routes[0].verify") && shown.contains("HOOKGATE_SURELY_UNSET_VAR"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn secrets_that_cannot_be_right_refuse_to_start_with_what_to_fix() {
+    let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
+    let route = |verify: &str| {
+        format!("[[routes]]\nname = \"r\"\npath = \"/r\"\nverify = {verify}\nupstreams = [\"u\"]\n")
+    };
+
+    let shown = check_fails(
+        &(base.clone() + &route("{ scheme = \"standard-webhooks\", secrets = [\"whsec_%%%\"] }")),
+    );
+    assert!(shown.contains("base64"), "{shown}");
+    let shown = check_fails(
+        &(base.clone()
+            + &route("{ scheme = \"standard-webhooks\", secrets = [\"whsec_c2hvcnQ=\"] }")),
+    );
+    assert!(shown.contains("16"), "{shown}");
+    let shown = check_fails(
+        &(base.clone() + &route("{ scheme = \"standard-webhooks\", secrets = [\"v1,abc\"] }")),
+    );
+    assert!(shown.contains("v1,"), "{shown}");
+    let shown =
+        check_fails(&(base.clone() + &route("{ scheme = \"nonsense\", secrets = [\"x\"] }")));
+    assert!(shown.contains("nonsense"), "{shown}");
+}
+
+#[test]
+fn an_inline_secret_works_but_is_warned_about() {
+    let toml = server_toml("")
+        + &upstream_toml("u", "http://127.0.0.1:9/", "")
+        + "[[routes]]\nname = \"r\"\npath = \"/r\"\nverify = { scheme = \"github\", secrets = [\"inline-secret\"] }\nupstreams = [\"u\"]\n";
+    let site = Site::new(&toml);
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("inline"), "{}", text(&out));
+    assert!(
+        !text(&out).contains("inline-secret"),
+        "the secret itself is never printed"
+    );
+}
+
+#[tokio::test]
+async fn send_signs_for_each_scheme_and_the_gateway_accepts() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + &upstream_toml("u", &upstream.url("/in"), "")
+        + &pulse_route("[\"u\"]")
+        + "[[routes]]\nname = \"gh\"\npath = \"/hooks/gh\"\nverify = { scheme = \"github\", secrets = [{ file = \"pulse.token\" }] }\nupstreams = [\"u\"]\n"
+        + "[[routes]]\nname = \"sw\"\npath = \"/hooks/sw\"\nverify = { scheme = \"standard-webhooks\", secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"] }\nupstreams = [\"u\"]\n"
+        + "[[routes]]\nname = \"st\"\npath = \"/hooks/st\"\nverify = { scheme = \"stripe\", secrets = [{ file = \"pulse.token\" }] }\nupstreams = [\"u\"]\n";
+    let gw = Running::start(&toml).await;
+    let base = format!("https://localhost:{}", gw.gateway.local_addr().port());
+    let body_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pulse/success.json");
+    let body_arg = body_path.to_str().unwrap();
+
+    for route in ["pulse", "gh", "sw", "st"] {
+        let config = gw.site.config_path.clone();
+        let args = ["send", "--route", route, "--url", &base, body_arg].map(str::to_owned);
+        let out = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            hookgate(&config, &args)
+        })
+        .await
+        .unwrap();
+        let shown = text(&out);
+        assert!(out.status.success(), "{route}: {shown}");
+        assert!(
+            shown.starts_with("202") || shown.starts_with("200"),
+            "{route}: {shown}"
+        );
+    }
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() >= 4).await);
+    assert!(
+        upstream
+            .accepted()
+            .iter()
+            .all(|r| r.body == fixture("success.json"))
+    );
+}
+
+#[tokio::test]
+async fn callback_url_prints_a_url_the_gateway_accepts() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + &upstream_toml("u", &upstream.url("/in"), "")
+        + "[[routes]]\nname = \"pulse\"\npath = \"/hooks/pulse\"\nverify = { scheme = \"signed-url\", secrets = [{ file = \"pulse.token\" }], match_extra = true }\nupstreams = [\"u\"]\n";
+    let gw = Running::start(&toml).await;
+    let base = format!("https://localhost:{}", gw.gateway.local_addr().port());
+    let config = gw.site.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        hookgate(
+            &config,
+            &[
+                "callback-url",
+                "--route",
+                "pulse",
+                "--ttl",
+                "1h",
+                "--extra",
+                "case_id:42,region:us-east",
+                "--url",
+                &base,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let url = stdout.lines().next().unwrap();
+    let encoded = stdout.lines().last().unwrap();
+    assert!(encoded.starts_with("https%3A%2F%2F"), "{encoded}");
+
+    let answer = gw
+        .site
+        .client()
+        .post(url, &[], &fixture("success.json"))
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let answer = gw
+        .site
+        .client()
+        .post(url, &[], &fixture("failed.json"))
+        .await;
+    assert_eq!(answer.status, 401, "the bound case_id does not match");
+}
