@@ -76,7 +76,7 @@ fn configuration_errors_name_the_file_line_and_key() {
         "{shown}"
     );
 
-    let env_secret = base.clone()
+    let env_secret = base
         + &pulse_route("[\"u\"]").replace(
             "{ file = \"pulse.token\" }",
             "{ env = \"HOOKGATE_SURELY_UNSET_VAR\" }",
@@ -108,8 +108,7 @@ fn secrets_that_cannot_be_right_refuse_to_start_with_what_to_fix() {
         &(base.clone() + &route("{ scheme = \"standard-webhooks\", secrets = [\"v1,abc\"] }")),
     );
     assert!(shown.contains("v1,"), "{shown}");
-    let shown =
-        check_fails(&(base.clone() + &route("{ scheme = \"nonsense\", secrets = [\"x\"] }")));
+    let shown = check_fails(&(base + &route("{ scheme = \"nonsense\", secrets = [\"x\"] }")));
     assert!(shown.contains("nonsense"), "{shown}");
 }
 
