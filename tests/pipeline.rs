@@ -323,3 +323,65 @@ async fn a_route_over_its_rate_answers_its_limited_status_with_retry_after() {
     }
     assert_eq!(count(&gw.site.db_path(), "SELECT COUNT(*) FROM events"), 2);
 }
+
+#[tokio::test]
+async fn a_hanging_upstream_delays_neither_the_other_upstream_nor_the_sender() {
+    let gw = {
+        let transcripts = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+        let alerts = SampleUpstream::start(Behaviour::Slow(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        let toml = server_toml("")
+            + &upstream_toml("transcripts", &transcripts.url("/t"), "")
+            + &upstream_toml("alerts", &alerts.url("/a"), "concurrency = 1")
+            + &pulse_route(r#"["transcripts", "alerts"]"#);
+        let gw = Running::start(&toml).await;
+        Fanout {
+            transcripts,
+            alerts,
+            gw,
+        }
+    };
+    let client = gw.gw.site.client();
+    for i in 0..10 {
+        let body = format!("{{\"request_id\":\"slow-{i}\"}}");
+        let answer = client.post(&pulse_url(&gw.gw), &[], body.as_bytes()).await;
+        assert_eq!(answer.status, 202);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || gw.transcripts.accepted().len()
+            == 10)
+        .await
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        gw.alerts.received().len() <= 1,
+        "alerts holds one attempt at a time"
+    );
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_is_refused_before_the_body_is_read() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("client_rate = \"3/m\"")
+        + &upstream_toml("u", &upstream.url("/"), "")
+        + &pulse_route(r#"["u"]"#);
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let body = format!("{{\"request_id\":\"c{i}\"}}");
+        statuses.push(
+            client
+                .post(&pulse_url(&gw), &[], body.as_bytes())
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [202, 202, 202, 503, 503]);
+    // Unsigned requests spend the client's budget too: the limit comes before verification.
+    let answer = client.post(&gw.url("/hooks/pulse"), &[], b"{}").await;
+    assert_eq!(answer.status, 503);
+    assert!(answer.headers.contains_key("retry-after"));
+}

@@ -356,3 +356,71 @@ async fn plain_get(addr: std::net::SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut answer).await.unwrap();
     answer
 }
+
+#[tokio::test]
+async fn signatures_cover_the_exact_bytes_whatever_their_encoding_over_http1_and_http2() {
+    let routes = route(
+        "exact",
+        "{ scheme = \"hmac\", header = \"X-Signature\", secrets = [\"k\"] }",
+        "dedup = { key = \"body\" }",
+    );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let bodies: [&[u8]; 4] = [
+        b"{\"name\":\"Caf\\u00e9\",\"n\":1}",
+        b"{\"name\":\"Caf\xe9\"}",
+        b"{\"status\":\"success\"}\r\n",
+        "{\"text\":\"Grüße 👋\"}".as_bytes(),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let client = if i % 2 == 0 {
+            gw.site.client()
+        } else {
+            gw.site.h2_client()
+        };
+        let sig = hmac_hex(b"k", body);
+        let headers = [
+            ("X-SIGNATURE", sig.as_str()),
+            ("content-type", "application/json; charset=ISO-8859-1"),
+        ];
+        let answer = client.post(&gw.url("/hooks/exact"), &headers, body).await;
+        assert_eq!(answer.status, 202, "body {i}");
+    }
+
+    // The same JSON, re-serialised: other bytes, so the signature no longer matches.
+    let original = br#"{"a": 1, "b": [1, 2]}"#;
+    let reserialised =
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(original).unwrap())
+            .unwrap();
+    let sig = hmac_hex(b"k", original);
+    let answer = gw
+        .site
+        .client()
+        .post(
+            &gw.url("/hooks/exact"),
+            &[("x-signature", &sig)],
+            &reserialised,
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+
+    assert!(
+        eventually(Duration::from_secs(5), || upstream.accepted().len()
+            == bodies.len())
+        .await
+    );
+    let mut got: Vec<Vec<u8>> = upstream
+        .accepted()
+        .iter()
+        .map(|r| r.body.to_vec())
+        .collect();
+    let mut sent: Vec<Vec<u8>> = bodies.iter().map(|b| b.to_vec()).collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent, "forwarded byte for byte");
+    assert!(
+        upstream
+            .accepted()
+            .iter()
+            .all(|r| r.header("content-type") == "application/json; charset=ISO-8859-1")
+    );
+}

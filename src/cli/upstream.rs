@@ -42,6 +42,8 @@ pub enum Behaviour {
     FailFirst(u32),
     /// This status to everything.
     Always(StatusCode),
+    /// `200`, but only after this long.
+    Slow(std::time::Duration),
 }
 
 /// A running sample upstream; stops when dropped.
@@ -118,7 +120,7 @@ struct State {
 impl State {
     fn answer(&self, headers: &HeaderMap) -> StatusCode {
         match self.behaviour {
-            Behaviour::Accept => StatusCode::OK,
+            Behaviour::Accept | Behaviour::Slow(_) => StatusCode::OK,
             Behaviour::Always(status) => status,
             Behaviour::FailFirst(n) => {
                 let id = headers
@@ -149,6 +151,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
+                if let Behaviour::Slow(delay) = state.behaviour {
+                    tokio::time::sleep(delay).await;
+                }
                 let status = state.answer(&parts.headers);
                 if let Ok(mut received) = state.received.lock() {
                     received.push(Received {
