@@ -10,8 +10,18 @@ use std::time::Duration;
 
 use support::*;
 
-/// `hookgate run` on a site; returns the child and the port it listens on.
-fn spawn_gateway(site: &Site) -> (Child, u16) {
+/// A gateway process, killed with `SIGKILL` when dropped, so a failing test leaves none behind.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hookgate run` on a site; returns the process and the port it listens on.
+fn spawn_gateway(site: &Site) -> (Process, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["run", "-c"])
         .arg(&site.config_path)
@@ -34,6 +44,7 @@ fn spawn_gateway(site: &Site) -> (Child, u16) {
             }
         }
     });
+    let child = Process(child);
     let port = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("gateway announces its port");
@@ -56,7 +67,7 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
     let toml =
         server_toml("") + &upstream_toml("later", &down_url, "") + &pulse_route(r#"["later"]"#);
     let site = Site::new(&toml);
-    let (mut gateway, gw_port) = spawn_gateway(&site);
+    let (gateway, gw_port) = spawn_gateway(&site);
     let client = site.client();
     let url = format!("https://localhost:{gw_port}/hooks/pulse?token={TOKEN}");
 
@@ -69,8 +80,7 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
         assert_eq!(answer.status, 202);
         sent.push(body);
     }
-    gateway.kill().expect("SIGKILL");
-    let _ = gateway.wait();
+    drop(gateway); // SIGKILL, mid-flight for the scheduler
 
     let upstream = SampleUpstream::start_on(
         format!("127.0.0.1:{port}").parse().unwrap(),
@@ -78,13 +88,12 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
     )
     .await
     .expect("upstream takes the port");
-    let (mut gateway, _) = spawn_gateway(&site);
+    let (gateway, _) = spawn_gateway(&site);
     let all = eventually(Duration::from_secs(30), || {
         upstream.accepted().len() >= sent.len()
     })
     .await;
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
     assert!(
         all,
         "only {} of {} arrived",
