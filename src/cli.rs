@@ -48,7 +48,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own report; its logs would only bury it.
     let level = match cli.command {
-        Some(Command::Demo) => "warn",
+        Some(Command::Demo) => "error",
         _ => "info",
     };
     crate::telemetry::init(cli.log_json, level);

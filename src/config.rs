@@ -72,8 +72,7 @@ pub struct TlsFiles {
 }
 
 /// What is wrong with a configuration file, and where.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}:{column}: {key}: {message}", file.display())]
+#[derive(Debug)]
 pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
@@ -87,6 +86,20 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let file = self.file.display();
+        if self.line == 0 {
+            write!(f, "{file}: {}: {}", self.key, self.message)
+        } else {
+            let (line, column) = (self.line, self.column);
+            write!(f, "{file}:{line}:{column}: {}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
     /// Reads and validates `path`. Relative paths inside are taken from the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -95,7 +108,7 @@ impl Config {
             line: 0,
             column: 0,
             key: "file".into(),
-            message: e.to_string(),
+            message: format!("{e} (name another file with -c FILE)"),
         })?;
         Config::parse(path, &text)
     }
@@ -149,6 +162,9 @@ impl Config {
             routes.push(Arc::new(route));
         }
 
+        if routes.is_empty() {
+            warnings.push("no [[routes]]: every request would be answered 404".into());
+        }
         Ok(Config {
             source: locate.file.to_owned(),
             server,
@@ -234,7 +250,10 @@ fn server(
     warnings: &mut Vec<String>,
 ) -> Result<Server, ConfigError> {
     let listen = raw.listen.get_ref().parse().map_err(|_| {
-        let msg = format!("{:?} is not an address:port", raw.listen.get_ref());
+        let msg = format!(
+            "{:?} must be IP:port, such as \"0.0.0.0:8443\"",
+            raw.listen.get_ref()
+        );
         locate.error(raw.listen.span(), "server.listen", msg)
     })?;
     let tls = raw.tls.map(|t| TlsFiles {
@@ -257,7 +276,10 @@ fn server(
 
 fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfig, ConfigError> {
     let listen = raw.listen.get_ref().parse().map_err(|_| {
-        let msg = format!("{:?} is not an address:port", raw.listen.get_ref());
+        let msg = format!(
+            "{:?} must be IP:port, such as \"127.0.0.1:9090\"",
+            raw.listen.get_ref()
+        );
         locate.error(raw.listen.span(), "admin.listen", msg)
     })?;
     let token = match raw.token {
@@ -384,6 +406,12 @@ fn route_from_raw(
     }
 
     let max_body = raw.max_body.map_or(ctx.server.max_body, |s| s.0);
+    if max_body > ctx.server.max_body {
+        warnings.push(format!(
+            "{}.max_body is above server.max_body; the server's {} bytes apply",
+            ctx.key, ctx.server.max_body
+        ));
+    }
     Ok(Route {
         name: raw.name.into(),
         path: raw.path,

@@ -161,7 +161,7 @@ pub enum VerifyError {
     #[error("{0}: sent more than once with different values")]
     Conflicting(&'static str),
     /// The signature or token does not match any active secret.
-    #[error("signature does not match")]
+    #[error("credentials do not match")]
     Mismatch,
     /// The signed timestamp lies outside the route's tolerance, in the past or the future.
     #[error("timestamp outside tolerance")]

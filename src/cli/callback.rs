@@ -37,7 +37,12 @@ pub(super) fn callback_url(config: &Config, args: &CallbackArgs) -> CliResult {
         extra.push((key.to_owned(), value.to_owned()));
     }
     let base = args.url.clone().unwrap_or_else(|| default_base(config));
-    let base = format!("{}{}", base.trim_end_matches('/'), route.path);
+    // Accept the route's full URL as well as the bare base.
+    let base = base.trim_end_matches('/');
+    let base = match base.ends_with(route.path.trim_end_matches('/')) {
+        true => base.to_owned(),
+        false => format!("{base}{}", route.path),
+    };
     let expires = (crate::store::now_ms() / 1_000) as u64 + ttl.as_secs();
 
     let url = route

@@ -31,12 +31,17 @@ pub(super) fn check(path: &Path) -> CliResult {
             })
             .collect();
         println!(
-            "  route {} POST {} verify={} dedup={} window={}s -> {}",
+            "  route {} POST {}{} verify={} dedup={} window={} -> {}",
             route.name,
             route.path,
+            route
+                .host
+                .as_deref()
+                .map(|h| format!(" host={h}"))
+                .unwrap_or_default(),
             route.verifier.scheme(),
             dedup,
-            route.window.as_secs(),
+            human(route.window),
             targets.join(", ")
         );
     }
@@ -47,4 +52,16 @@ pub(super) fn check(path: &Path) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// `72h`, `90s`, `2d`: the largest unit that divides the duration.
+fn human(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }

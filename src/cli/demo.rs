@@ -63,12 +63,21 @@ pub(super) async fn demo() -> CliResult {
     let gateway = Gateway::start(&config).await.map_err(|e| e.to_string())?;
 
     println!();
-    println!("hookgate demo");
     println!(
-        "  gateway      https://{}  (shipped gateway.toml, data in {})",
-        gateway.local_addr(),
-        dir.path().display()
+        "hookgate demo: Pulse, a speech-to-text service, posts each finished transcription job"
     );
+    println!(
+        "to a webhook URL. hookgate verifies the token in that URL, drops duplicates, stores each"
+    );
+    println!(
+        "result, and fans it out: every result to `transcripts`, failed jobs also to `alerts`."
+    );
+    println!();
+    println!(
+        "  gateway      https://{}  (the shipped gateway.toml)",
+        gateway.local_addr()
+    );
+    println!("  data         {}  (removed on exit)", dir.path().display());
     println!(
         "  transcripts  {}  accepts everything",
         transcripts.url("/transcripts")

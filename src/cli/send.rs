@@ -143,7 +143,7 @@ pub(super) async fn send(config: &Config, args: &SendArgs) -> CliResult {
     let response = client
         .request(request)
         .await
-        .map_err(|e| format!("{}: {}", signed.url, error_text(&e)))?;
+        .map_err(|e| format!("{}: {}", without_query(&signed.url), error_text(&e)))?;
     let status = response.status();
     let body = response
         .into_body()
@@ -160,6 +160,11 @@ pub(super) async fn send(config: &Config, args: &SendArgs) -> CliResult {
     } else {
         Err(format!("the gateway answered {status}"))
     }
+}
+
+/// The URL without its query, which may carry a token.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
 }
 
 fn error_text(error: &dyn std::error::Error) -> String {

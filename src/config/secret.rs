@@ -3,17 +3,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// Where a secret's value comes from, as written in `gateway.toml`.
 ///
 /// `{ env = "NAME" }`, `{ file = "path" }` or an inline string (which works, but is
 /// warned about at start because it ends up in version control).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(
-    untagged,
-    expecting = "a secret: { env = \"NAME\" }, { file = \"path\" } or a string"
-)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// The value of an environment variable.
     Env {
@@ -25,11 +22,73 @@ pub enum SecretSource {
         /// Path of the file, relative to the configuration file's folder.
         file: PathBuf,
         /// Create the file with a random secret when it does not exist (development).
-        #[serde(default)]
         create: bool,
     },
     /// The secret written into the configuration itself.
     Inline(String),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env { env } => write!(f, "Env({env})"),
+            SecretSource::File { file, create } => {
+                write!(f, "File({}, create: {create})", file.display())
+            }
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SourceVisitor)
+    }
+}
+
+struct SourceVisitor;
+
+impl<'de> Visitor<'de> for SourceVisitor {
+    type Value = SecretSource;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret: { env = \"NAME\" }, { file = \"path\" } or a string")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<SecretSource, E> {
+        Ok(SecretSource::Inline(value.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretSource, A::Error> {
+        let (mut env, mut file, mut create) = (None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "env" => env = Some(map.next_value::<String>()?),
+                "file" => file = Some(map.next_value::<PathBuf>()?),
+                "create" => create = Some(map.next_value::<bool>()?),
+                other => {
+                    let msg = format!("unknown key `{other}` in a secret: use `env` or `file`");
+                    return Err(de::Error::custom(msg));
+                }
+            }
+        }
+        match (env, file, create) {
+            (Some(env), None, None) => Ok(SecretSource::Env { env }),
+            (None, Some(file), create) => Ok(SecretSource::File {
+                file,
+                create: create.unwrap_or(false),
+            }),
+            (Some(_), Some(_), _) => Err(de::Error::custom(
+                "a secret takes `env` or `file`, not both",
+            )),
+            (Some(_), None, Some(_)) => {
+                Err(de::Error::custom("`create` goes with `file`, not `env`"))
+            }
+            (None, None, _) => Err(de::Error::custom(
+                "a secret needs `env = \"NAME\"` or `file = \"path\"`",
+            )),
+        }
+    }
 }
 
 /// A resolved secret. Its `Debug` output never shows the value.
@@ -74,8 +133,8 @@ pub enum SecretError {
         source: std::io::Error,
     },
     /// The source resolved to nothing.
-    #[error("secret is empty")]
-    Empty,
+    #[error("{0} is empty")]
+    Empty(String),
 }
 
 impl SecretSource {
@@ -90,7 +149,12 @@ impl SecretSource {
         };
         let value = value.trim();
         if value.is_empty() {
-            return Err(SecretError::Empty);
+            let what = match self {
+                SecretSource::Env { env } => format!("environment variable {env}"),
+                SecretSource::File { file, .. } => format!("secret file {}", file.display()),
+                SecretSource::Inline(_) => "the inline secret".to_owned(),
+            };
+            return Err(SecretError::Empty(what));
         }
         Ok(Secret::new(value.as_bytes()))
     }

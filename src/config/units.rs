@@ -161,19 +161,25 @@ pub struct Span(pub Duration);
 pub struct Size(pub u64);
 
 macro_rules! deserialize_from_str {
-    ($ty:ty, $parse:expr) => {
+    ($ty:ty, $parse:expr, $example:literal) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                $parse(&text).map_err(serde::de::Error::custom)
+                let value = toml::Value::deserialize(deserializer)?;
+                let text = value.as_str().ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "write {value} as text with its unit, such as \"{}\"",
+                        $example
+                    ))
+                })?;
+                $parse(text).map_err(serde::de::Error::custom)
             }
         }
     };
 }
 
-deserialize_from_str!(Span, |t: &str| parse_duration(t).map(Span));
-deserialize_from_str!(Size, |t: &str| parse_size(t).map(Size));
-deserialize_from_str!(Rate, Rate::parse);
+deserialize_from_str!(Span, |t: &str| parse_duration(t).map(Span), "72h");
+deserialize_from_str!(Size, |t: &str| parse_size(t).map(Size), "5MiB");
+deserialize_from_str!(Rate, Rate::parse, "200/s");
 
 #[cfg(test)]
 mod tests {

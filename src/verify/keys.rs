@@ -67,7 +67,9 @@ mod tests {
 
     fn resolver(source: &SecretSource) -> Result<Secret, SecretError> {
         match source {
-            SecretSource::Inline(v) if v.is_empty() => Err(SecretError::Empty),
+            SecretSource::Inline(v) if v.is_empty() => {
+                Err(SecretError::Empty("the inline secret".into()))
+            }
             SecretSource::Inline(v) => Ok(Secret::new(v.as_bytes())),
             _ => Err(SecretError::EnvMissing("X".into())),
         }
@@ -76,7 +78,7 @@ mod tests {
     #[test]
     fn errors_name_the_entry() {
         let err = resolve_all("secrets", &inline(&["a", ""]), &mut resolver).unwrap_err();
-        assert_eq!(err, "secrets[1]: secret is empty");
+        assert_eq!(err, "secrets[1]: the inline secret is empty");
     }
 
     #[test]
