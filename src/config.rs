@@ -35,6 +35,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// The database file.
     pub store_path: PathBuf,
+    /// How long fully delivered events are kept.
+    pub retention: Duration,
     /// Upstreams, in name order.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Routes, in file order.
@@ -162,6 +164,14 @@ impl Config {
             routes.push(Arc::new(route));
         }
 
+        let retention = raw.store.retention.0;
+        if let Some(route) = routes.iter().find(|r| r.window > retention) {
+            warnings.push(format!(
+                "route {}: dedup.window is longer than store.retention; a late duplicate may \
+                 name an event that was already purged",
+                route.name
+            ));
+        }
         if routes.is_empty() {
             warnings.push("no [[routes]]: every request would be answered 404".into());
         }
@@ -170,6 +180,7 @@ impl Config {
             server,
             admin,
             store_path: base.join(raw.store.path),
+            retention,
             upstreams,
             routes,
             warnings,

@@ -22,6 +22,8 @@ use crate::telemetry::metrics::Metrics;
 
 /// How long open requests and attempts under way may take to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
+/// How often the store is purged when there was nothing to purge.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How often idle clients are dropped from the per-client limiter.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
@@ -111,6 +113,11 @@ impl Gateway {
             metrics,
         });
         tokio::spawn(sweep_limiters(ingress.clone(), stopped.clone()));
+        tokio::spawn(purge_store(
+            ingress.store.clone(),
+            config.retention,
+            stopped.clone(),
+        ));
         let serve = ingress::serve(listener, tls, ingress, stopped, GRACE);
 
         tracing::info!(
@@ -152,6 +159,32 @@ async fn sweep_limiters(ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) 
     loop {
         tokio::select! {
             _ = tokio::time::sleep(LIMITER_SWEEP) => ingress.limits.forget_idle_clients(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Removes expired dedup keys and old delivered events, a bounded batch at a time, so the
+/// store does not grow without bound.
+async fn purge_store(store: Arc<dyn Store>, retention: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let cutoff = crate::store::now_ms() - retention.as_millis() as i64;
+        match store.purge(cutoff).await {
+            Ok(purged) if purged.events + purged.dedup_keys > 0 => {
+                tracing::debug!(
+                    events = purged.events,
+                    dedup_keys = purged.dedup_keys,
+                    "purged"
+                );
+                // More may be waiting: go again soon, but leave the writer room.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "purge failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
             _ = stop.changed() => return,
         }
     }

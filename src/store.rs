@@ -100,6 +100,15 @@ pub enum Next {
     Dead,
 }
 
+/// What one purge pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired dedup keys.
+    pub dedup_keys: u64,
+    /// Delivered events, with their deliveries and attempts.
+    pub events: u64,
+}
+
 /// How many deliveries to one upstream are in one state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDepth {
@@ -144,6 +153,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Records an attempt and moves its delivery to its next state.
     async fn record(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
+
+    /// Removes expired dedup keys and fully delivered events received before
+    /// `delivered_before`, a bounded batch at a time.
+    async fn purge(&self, delivered_before: i64) -> Result<Purged, StoreError>;
 
     /// Deliveries counted by upstream and state.
     async fn queue_depth(&self) -> Result<Vec<QueueDepth>, StoreError>;

@@ -105,6 +105,9 @@ pub struct RawStore {
     /// The database file, relative to the configuration file's folder.
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
+    /// How long a fully delivered event is kept; expired dedup keys go at once.
+    #[serde(default = "defaults::retention")]
+    pub retention: Span,
 }
 
 impl Default for RawStore {
@@ -112,6 +115,7 @@ impl Default for RawStore {
         Self {
             kind: StoreKind::Embedded,
             path: defaults::store_path(),
+            retention: defaults::retention(),
         }
     }
 }
@@ -270,6 +274,9 @@ pub mod defaults {
     }
     pub(super) fn store_path() -> PathBuf {
         PathBuf::from("data/hookgate.db")
+    }
+    pub(super) fn retention() -> Span {
+        Span(std::time::Duration::from_secs(7 * 86_400))
     }
     pub(super) fn upstream_timeout() -> Span {
         Span(std::time::Duration::from_secs(30))

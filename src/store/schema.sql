@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS events (
     body         BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_route_time ON events (route, received_at);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
 
 CREATE TABLE IF NOT EXISTS dedup (
     route      TEXT NOT NULL,
@@ -20,6 +21,7 @@ CREATE TABLE IF NOT EXISTS dedup (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (route, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at);
 
 CREATE TABLE IF NOT EXISTS deliveries (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

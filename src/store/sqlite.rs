@@ -14,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, AttemptRecord, DueDelivery, NewEvent, Next, QueueDepth, Store, StoreError, now_ms,
+    Accepted, AttemptRecord, DueDelivery, NewEvent, Next, Purged, QueueDepth, Store, StoreError,
+    now_ms,
 };
 
 /// Most requests committed in one transaction.
@@ -32,12 +33,17 @@ pub struct SqliteStore {
 enum Op {
     Accept(NewEvent),
     Record(AttemptRecord),
+    Purge { delivered_before: i64 },
 }
 
 enum Done {
     Accepted(Accepted),
     Recorded,
+    Purged(Purged),
 }
+
+/// Rows removed from the store per purge pass, so one pass never holds the writer long.
+const PURGE_BATCH: i64 = 2_000;
 
 struct Pending {
     op: Op,
@@ -159,6 +165,7 @@ fn apply(tx: &mut Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
             record_attempt(&sp, attempt, now)?;
             Done::Recorded
         }
+        Op::Purge { delivered_before } => Done::Purged(purge(&sp, now, *delivered_before)?),
     };
     sp.commit()?;
     Ok(done)
@@ -214,6 +221,36 @@ fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepte
     })
 }
 
+/// Forgets expired dedup keys, and events received before `delivered_before` whose every
+/// delivery succeeded. Events with a pending or dead delivery are kept.
+fn purge(conn: &Connection, now: i64, delivered_before: i64) -> Result<Purged, StoreError> {
+    let keys = conn
+        .prepare_cached(
+            "DELETE FROM dedup WHERE (route, key) IN
+                 (SELECT route, key FROM dedup WHERE expires_at <= ?1 LIMIT ?2)",
+        )?
+        .execute(params![now, PURGE_BATCH])?;
+    let done = "SELECT id FROM events e WHERE received_at < ?1 AND NOT EXISTS
+                    (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state != 'delivered')
+                LIMIT ?2";
+    conn.prepare_cached(&format!(
+        "DELETE FROM attempts WHERE delivery_id IN
+             (SELECT id FROM deliveries WHERE event_id IN ({done}))"
+    ))?
+    .execute(params![delivered_before, PURGE_BATCH])?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM deliveries WHERE event_id IN ({done})"
+    ))?
+    .execute(params![delivered_before, PURGE_BATCH])?;
+    let events = conn
+        .prepare_cached(&format!("DELETE FROM events WHERE id IN ({done})"))?
+        .execute(params![delivered_before, PURGE_BATCH])?;
+    Ok(Purged {
+        dedup_keys: keys as u64,
+        events: events as u64,
+    })
+}
+
 fn record_attempt(conn: &Connection, a: &AttemptRecord, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO attempts
@@ -257,7 +294,14 @@ impl Store for SqliteStore {
     async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError> {
         match self.submit(Op::Accept(event)).await? {
             Done::Accepted(accepted) => Ok(accepted),
-            Done::Recorded => Err(StoreError::Unavailable),
+            _ => Err(StoreError::Unavailable),
+        }
+    }
+
+    async fn purge(&self, delivered_before: i64) -> Result<Purged, StoreError> {
+        match self.submit(Op::Purge { delivered_before }).await? {
+            Done::Purged(purged) => Ok(purged),
+            _ => Err(StoreError::Unavailable),
         }
     }
 
@@ -469,5 +513,44 @@ mod tests {
         let rest = store.due("a", now_ms(), 10, &[all[0].id]).await.unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].id, all[1].id);
+    }
+
+    #[tokio::test]
+    async fn purge_forgets_expired_keys_and_delivered_events_but_keeps_the_rest() {
+        let (_dir, store) = open();
+        store
+            .accept(event("gone", Duration::ZERO, &["a"]))
+            .await
+            .unwrap();
+        store
+            .accept(event("kept", Duration::from_secs(60), &["a"]))
+            .await
+            .unwrap();
+        let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        let delivered = AttemptRecord {
+            delivery_id: due[0].id,
+            attempt: 1,
+            at: now_ms(),
+            status: Some(200),
+            latency_ms: 1,
+            error: None,
+            response_head: Vec::new(),
+            next: Next::Delivered,
+        };
+        store.record(delivered).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+
+        let purged = store.purge(now_ms()).await.unwrap();
+        assert_eq!(
+            purged,
+            Purged {
+                dedup_keys: 1,
+                events: 1
+            }
+        );
+        let depth = store.queue_depth().await.unwrap();
+        assert_eq!(depth.len(), 1);
+        assert_eq!((depth[0].state.as_str(), depth[0].count), ("pending", 1));
+        assert_eq!(store.purge(now_ms()).await.unwrap(), Purged::default());
     }
 }
