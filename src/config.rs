@@ -62,6 +62,10 @@ pub struct Server {
     pub header_timeout: Duration,
     /// Time allowed for a request's body.
     pub body_timeout: Duration,
+    /// A connection idle this long after its last request is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
 }
 
 /// Paths of the ingress certificate chain and key.
@@ -282,6 +286,8 @@ fn server(
         client_rate: raw.client_rate,
         header_timeout: raw.header_timeout.0,
         body_timeout: raw.body_timeout.0,
+        idle_timeout: raw.idle_timeout.0,
+        max_connections: raw.max_connections.max(1),
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod answer;
 mod body;
 mod client_ip;
+mod connection;
 mod encoding;
 mod handler;
 mod limit;
@@ -13,12 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 pub use limit::Limits;
@@ -49,7 +46,8 @@ pub struct Ingress {
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then lets open requests
-/// finish for up to `grace`.
+/// finish for up to `grace`. At most `server.max_connections` are open at once; past that,
+/// new connections are closed at once so the ones already open keep being served.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -57,8 +55,8 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = connection_builder(&ingress.server);
+    let slots = Arc::new(Semaphore::new(ingress.server.max_connections));
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -72,66 +70,32 @@ pub async fn serve(
             },
             _ = stop.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let handshake_timeout = ingress.server.header_timeout;
-        let ingress = ingress.clone();
-        let service = service_fn(move |request| {
-            let ingress = ingress.clone();
-            async move {
-                let response = handler::handle(&ingress, peer.ip(), request).await;
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-                    let stream = match handshake.await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-            }
-        });
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached, closing a new connection");
+            continue;
+        };
+        let held = connection::Held {
+            _slot: slot,
+            _alive: alive.clone(),
+        };
+        let task = connection::serve(
+            stream,
+            peer,
+            tls.clone(),
+            ingress.clone(),
+            stop.clone(),
+            held,
+        );
+        tokio::spawn(task);
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    drop(alive);
+    if tokio::time::timeout(grace, all_closed.recv())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the grace period were closed");
     }
-}
-
-/// HTTP/1.1 and HTTP/2 with the server's header timeout.
-fn connection_builder(server: &Server) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(128);
-    builder
 }
 
 /// The address a listener is bound to, for logs.

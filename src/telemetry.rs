@@ -36,11 +36,13 @@ pub fn is_sensitive(name: &str) -> bool {
     WORDS.iter().any(|w| name.contains(w)) || name == "x-hub-signature"
 }
 
-/// Headers as a JSON object of name → value, credentials replaced by `"<redacted>"`.
-pub fn redacted_headers(headers: &HeaderMap) -> serde_json::Value {
+/// Headers as a JSON object of name → value, credentials replaced by `"<redacted>"`:
+/// those [`is_sensitive`] recognises, and `also`, a route's own credential header.
+pub fn redacted_headers(headers: &HeaderMap, also: Option<&str>) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     for name in headers.keys() {
-        let value = if is_sensitive(name.as_str()) {
+        let named = also.is_some_and(|a| a.eq_ignore_ascii_case(name.as_str()));
+        let value = if named || is_sensitive(name.as_str()) {
             "<redacted>".to_owned()
         } else {
             let values: Vec<_> = headers
@@ -66,7 +68,9 @@ mod tests {
         headers.insert("x-hub-signature-256", "sha256=00".parse().unwrap());
         headers.insert("x-pulse-token", "tok".parse().unwrap());
         headers.insert("content-type", "application/json".parse().unwrap());
-        let shown = redacted_headers(&headers).to_string();
+        headers.insert("x-api-key", "key-value".parse().unwrap());
+        let shown = redacted_headers(&headers, Some("X-Api-Key")).to_string();
+        assert!(!shown.contains("key-value"));
         assert!(!shown.contains("abc") && !shown.contains("sha256=00") && !shown.contains("tok\""));
         assert!(shown.contains("application/json"));
     }

@@ -129,6 +129,25 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// The scheme's name as written in `verify.scheme`, for logs and metrics.
     fn scheme(&self) -> &'static str;
 
+    /// Judges what can be judged before the body is read (`request.body` is empty then): a
+    /// request that fails here is refused without its body being read or buffered.
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        let _ = request;
+        Ok(())
+    }
+
+    /// A request header that carries the credential under a name of the operator's choosing,
+    /// so that stored copies of the headers can hide it.
+    fn credential_header(&self) -> Option<&str> {
+        None
+    }
+
+    /// Text that scopes the request's dedup key, so one credential cannot claim another's key.
+    fn dedup_scope(&self, request: &Incoming<'_>) -> Option<String> {
+        let _ = request;
+        None
+    }
+
     /// A callback URL on `base_url` valid until `expires` (Unix seconds) that binds `extra`;
     /// `None` for schemes that do not mint URLs.
     fn callback_url(

@@ -58,6 +58,12 @@ pub struct RawServer {
     /// Time allowed to receive a request's body.
     #[serde(default = "defaults::body_timeout")]
     pub body_timeout: Span,
+    /// A connection with no request under way for this long is closed.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: Span,
+    /// Connections open at once; more are closed as they arrive.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -70,6 +76,8 @@ impl Default for RawServer {
             client_rate: None,
             header_timeout: defaults::header_timeout(),
             body_timeout: defaults::body_timeout(),
+            idle_timeout: defaults::idle_timeout(),
+            max_connections: defaults::max_connections(),
         }
     }
 }
@@ -271,6 +279,12 @@ pub mod defaults {
     }
     pub(super) fn body_timeout() -> Span {
         Span(std::time::Duration::from_secs(30))
+    }
+    pub(super) fn idle_timeout() -> Span {
+        Span(std::time::Duration::from_secs(60))
+    }
+    pub(super) fn max_connections() -> usize {
+        10_000
     }
     pub(super) fn store_path() -> PathBuf {
         PathBuf::from("data/hookgate.db")

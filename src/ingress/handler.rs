@@ -129,6 +129,19 @@ async fn accept(
         });
     }
 
+    let now = now_ms() as u64 / 1_000;
+    let before_body = Incoming {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        path_tail: tail,
+        body: &[],
+        now,
+    };
+    route
+        .verifier
+        .precheck(&before_body)
+        .map_err(Rejection::Unauthorized)?;
+
     let encoding = content_encoding(&parts.headers)?;
     let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
     let body = inflate(wire.clone(), encoding, route.max_body).await?;
@@ -141,7 +154,7 @@ async fn accept(
         query: parts.uri.query(),
         path_tail: tail,
         body: signed,
-        now: now_ms() as u64 / 1_000,
+        now,
     };
     let verified = route
         .verifier
@@ -162,7 +175,8 @@ async fn accept(
             .observe(skew as f64);
     }
 
-    let event = new_event(ingress, route, client, &parts, body)?;
+    let scope = route.verifier.dedup_scope(&incoming);
+    let event = new_event(ingress, route, client, &parts, body, scope)?;
     let upstreams = event.upstreams.clone();
     let accepted = ingress.store.accept(event).await.map_err(|error| {
         tracing::error!(route = %route.name, %error, "event not stored");
@@ -184,6 +198,7 @@ fn new_event(
     client: IpAddr,
     parts: &Parts,
     body: Bytes,
+    scope: Option<String>,
 ) -> Result<NewEvent, Rejection> {
     let json = if route.needs_json() {
         Some(serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| Rejection::NotJson)?)
@@ -206,12 +221,17 @@ fn new_event(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let dedup_key = match scope {
+        Some(scope) => format!("{scope}|{}", key.value),
+        None => key.value,
+    };
+    let hidden = route.verifier.credential_header();
     Ok(NewEvent {
         route: route.name.clone(),
-        dedup_key: key.value,
+        dedup_key,
         window: route.window,
         received_at: now_ms(),
-        headers: redacted_headers(&parts.headers).to_string(),
+        headers: redacted_headers(&parts.headers, hidden).to_string(),
         content_type,
         upstreams: route.upstreams_for(json.as_ref()),
         body,

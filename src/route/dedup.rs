@@ -85,12 +85,13 @@ impl DedupKey {
     }
 }
 
-/// A JSON scalar as key text; objects, arrays, null and empty strings are no key.
+/// A JSON scalar as key text, typed so that `1`, `"1"` and `true` differ; numbers keep the
+/// digits they were sent with. Objects, arrays, null and empty strings are no key.
 fn scalar_text(value: &serde_json::Value) -> Option<String> {
     match value {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::String(s) if !s.is_empty() => Some(format!("s:{s}")),
+        serde_json::Value::Number(n) => Some(format!("n:{n}")),
+        serde_json::Value::Bool(b) => Some(format!("b:{b}")),
         _ => None,
     }
 }
@@ -111,7 +112,7 @@ mod tests {
         let body = br#"{"request_id":"abc"}"#;
         let json = json!({"request_id": "abc"});
         let got = key.extract(&HeaderMap::new(), body, Some(&json)).unwrap();
-        assert_eq!(got.value, "abc");
+        assert_eq!(got.value, "s:abc");
         assert!(!got.fell_back);
     }
 
@@ -124,6 +125,27 @@ mod tests {
             .unwrap();
         assert_eq!(got.value, body_hash(b"{\"other\":1}"));
         assert!(got.fell_back);
+    }
+
+    #[test]
+    fn keys_of_different_types_or_beyond_float_precision_differ() {
+        let key = DedupKey::parse("json:/id").unwrap();
+        let of = |text: &str| {
+            let json: serde_json::Value = serde_json::from_str(text).unwrap();
+            key.extract(&HeaderMap::new(), text.as_bytes(), Some(&json))
+                .unwrap()
+                .value
+        };
+        assert_ne!(of(r#"{"id":1}"#), of(r#"{"id":"1"}"#));
+        assert_ne!(of(r#"{"id":true}"#), of(r#"{"id":"true"}"#));
+        assert_ne!(
+            of(r#"{"id":18446744073709551616}"#),
+            of(r#"{"id":18446744073709551617}"#)
+        );
+        assert_ne!(
+            of(r#"{"id":0.30000000000000004}"#),
+            of(r#"{"id":0.30000000000000005}"#)
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
+        create_private(path)?;
         let writer = connect(path)?;
         writer.execute_batch(include_str!("schema.sql"))?;
         let reader = connect(path)?;
@@ -102,6 +103,20 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::Unavailable)?
     }
+}
+
+/// Creates the database file readable by its owner only; SQLite gives its journal files the
+/// same mode. An existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {

@@ -104,6 +104,10 @@ impl Verifier for Basic {
         })
     }
 
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        self.verify(request).map(|_| ())
+    }
+
     fn sign(&self, _body: &[u8], _now: u64) -> Credentials {
         let value = format!("Basic {}", STANDARD.encode(&self.first));
         Credentials {

@@ -149,6 +149,15 @@ impl HmacScheme {
 }
 
 impl Verifier for HmacScheme {
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        self.signature(request)?;
+        self.timestamp(request).map(|_| ())
+    }
+
+    fn credential_header(&self) -> Option<&str> {
+        Some(self.header.as_str())
+    }
+
     fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
         let signature = self.signature(request)?;
         let (timestamp, skew_secs) = self.timestamp(request)?;

@@ -71,8 +71,12 @@ impl SignedUrlConfig {
     }
 }
 
-impl Verifier for SignedUrl {
-    fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
+impl SignedUrl {
+    /// Checks the URL's signature and expiry; returns the matching secret and bound pairs.
+    fn check_url(
+        &self,
+        request: &Incoming<'_>,
+    ) -> Result<(usize, BTreeMap<String, String>), VerifyError> {
         let found = presented(request.query.unwrap_or_default())?;
         let signature = found.signature.ok_or(VerifyError::Missing(SIGNATURE))?;
         let expires = found.expires.ok_or(VerifyError::Missing(EXPIRES))?;
@@ -90,8 +94,32 @@ impl Verifier for SignedUrl {
         if request.now > expires {
             return Err(VerifyError::Expired);
         }
+        Ok((secret_index, found.bound))
+    }
+}
+
+impl Verifier for SignedUrl {
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        self.check_url(request).map(|_| ())
+    }
+
+    fn dedup_scope(&self, request: &Incoming<'_>) -> Option<String> {
+        // Keys are scoped by the bound values, so a URL minted for one job cannot take
+        // another job's dedup key.
+        let found = presented(request.query.unwrap_or_default()).ok()?;
+        // Length-prefixed, so no value can pass for another pair.
+        (!found.bound.is_empty()).then(|| {
+            let pairs = found.bound.iter();
+            pairs
+                .map(|(k, v)| format!("{}:{k}{}:{v}", k.len(), v.len()))
+                .collect()
+        })
+    }
+
+    fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
+        let (secret_index, bound) = self.check_url(request)?;
         if self.match_extra {
-            bound::check(request.body, &found.bound)?;
+            bound::check(request.body, &bound)?;
         }
         Ok(Verified {
             skew_secs: None,

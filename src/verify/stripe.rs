@@ -85,6 +85,13 @@ fn parse(value: &str) -> Result<Parsed<'_>, VerifyError> {
 }
 
 impl Verifier for Stripe {
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        let value = header::required(request.headers, &SIGNATURE, LABEL)?;
+        let parsed = parse(value)?;
+        let signed_at = timestamp::parse(parsed.timestamp, LABEL)?;
+        timestamp::check(signed_at, request.now, self.tolerance).map(|_| ())
+    }
+
     fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
         let value = header::required(request.headers, &SIGNATURE, LABEL)?;
         let parsed = parse(value)?;

@@ -144,6 +144,18 @@ impl Verifier for Token {
         })
     }
 
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        // The token does not depend on the body: the whole check can run up front.
+        self.verify(request).map(|_| ())
+    }
+
+    fn credential_header(&self) -> Option<&str> {
+        match &self.place {
+            Place::Header { name, .. } => Some(name.as_str()),
+            _ => None,
+        }
+    }
+
     fn sign(&self, _body: &[u8], _now: u64) -> Credentials {
         let token = String::from_utf8_lossy(self.first.expose()).into_owned();
         match &self.place {
