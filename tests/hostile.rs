@@ -6,27 +6,10 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::pki_types::pem::PemObject;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn tls(gw: &Running) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let cert = rustls::pki_types::CertificateDer::from_pem_file(gw.site.cert_path()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let stream = tokio::net::TcpStream::connect(gw.gateway.local_addr())
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, stream).await.unwrap()
-}
 
 async fn gateway(server_extra: &str) -> (SampleUpstream, Running) {
     let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
@@ -39,7 +22,7 @@ async fn gateway(server_extra: &str) -> (SampleUpstream, Running) {
 #[tokio::test]
 async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() {
     let (_upstream, gw) = gateway("header_timeout = \"1s\"").await;
-    let mut stream = tls(&gw).await;
+    let mut stream = gw.raw_tls().await;
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
     assert!(
@@ -51,7 +34,7 @@ async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_time
 #[tokio::test]
 async fn a_wrong_token_is_refused_before_the_body_is_read_and_without_100_continue() {
     let (_upstream, gw) = gateway("body_timeout = \"30s\"").await;
-    let mut stream = tls(&gw).await;
+    let mut stream = gw.raw_tls().await;
     let head = "POST /hooks/pulse?token=wrong HTTP/1.1\r\nhost: localhost\r\n\
                 content-length: 4000000\r\nexpect: 100-continue\r\n\r\n";
     stream.write_all(head.as_bytes()).await.unwrap();

@@ -238,10 +238,7 @@ async fn a_body_over_the_cap_is_413_whether_declared_or_not() {
 async fn raw_chunked_post(gw: &Running, url: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let path = &url[url.find("/hooks").expect("a route URL")..];
-    let stream = tokio::net::TcpStream::connect(gw.gateway.local_addr())
-        .await
-        .unwrap();
-    let mut tls = support_tls(gw, stream).await;
+    let mut tls = gw.raw_tls().await;
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\n"
     )
@@ -256,22 +253,6 @@ async fn raw_chunked_post(gw: &Running, url: &str, body: &[u8]) -> String {
     let mut answer = vec![0; 4096];
     let n = tls.read(&mut answer).await.unwrap_or(0);
     String::from_utf8_lossy(&answer[..n]).into_owned()
-}
-
-async fn support_tls(
-    gw: &Running,
-    stream: tokio::net::TcpStream,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let cert = rustls::pki_types::CertificateDer::from_pem_file(gw.site.cert_path()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, stream).await.unwrap()
 }
 
 #[tokio::test]

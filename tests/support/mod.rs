@@ -115,6 +115,22 @@ impl Running {
         Running { site, gateway }
     }
 
+    /// A bare TLS stream to the gateway, for writing HTTP by hand.
+    pub async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let cert = CertificateDer::from_pem_file(self.site.cert_path()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let stream = tokio::net::TcpStream::connect(self.gateway.local_addr())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, stream).await.unwrap()
+    }
+
     /// `https://localhost:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!(
