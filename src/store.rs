@@ -4,12 +4,18 @@
 //! implementation. Everything acknowledged to a sender has passed through
 //! [`Store::accept`], which returns only once the event is on disk.
 
+pub mod inspect;
 pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use inspect::{
+    DeliveryQuery, DeliveryView, EventDetail, EventQuery, EventSummary, RetriedAll, RetryFilter,
+    RetryOne,
+};
 
 /// An event that passed verification, ready to be stored.
 #[derive(Debug, Clone)]
@@ -163,6 +169,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Succeeds when the store can be read.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Recent events, newest first.
+    async fn events(&self, query: EventQuery) -> Result<Vec<EventSummary>, StoreError>;
+
+    /// One event with its headers and each delivery with its attempts.
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError>;
+
+    /// Deliveries matching `query`, newest first.
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryView>, StoreError>;
+
+    /// One delivery.
+    async fn delivery(&self, id: i64) -> Result<Option<DeliveryView>, StoreError>;
+
+    /// Makes one dead letter pending again, due now; its attempts are kept and its count
+    /// goes on.
+    async fn retry(&self, id: i64) -> Result<RetryOne, StoreError>;
+
+    /// Makes every dead letter matching `filter` pending again, due now.
+    async fn retry_all(&self, filter: RetryFilter) -> Result<RetriedAll, StoreError>;
+
+    /// Pauses or resumes deliveries to `upstream`, durably.
+    async fn set_paused(&self, upstream: &str, paused: bool) -> Result<(), StoreError>;
+
+    /// The upstreams paused now.
+    async fn paused(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -48,3 +48,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_head BLOB NOT NULL,
     PRIMARY KEY (delivery_id, attempt)
 );
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, id);
+
+-- Upstreams an operator paused: they get no new attempts until resumed.
+CREATE TABLE IF NOT EXISTS paused_upstreams (
+    upstream  TEXT PRIMARY KEY,
+    paused_at INTEGER NOT NULL
+);

@@ -5,6 +5,13 @@
 //! in a batch runs under its own savepoint: one bad request fails alone. Replies are sent
 //! only after the commit, so a duplicate that arrives while its first copy is being
 //! committed is answered after the first copy is durable. Reads use their own connection.
+//!
+//! What operators read and change is in [`inspect`] and [`replay`].
+
+mod inspect;
+#[cfg(test)]
+mod operator_tests;
+mod replay;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +20,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::inspect::{
+    DeliveryQuery, DeliveryView, EventDetail, EventQuery, EventSummary, RetriedAll, RetryFilter,
+    RetryOne,
+};
 use super::{
     Accepted, AttemptRecord, DueDelivery, NewEvent, Next, Purged, QueueDepth, Store, StoreError,
     now_ms,
@@ -34,12 +45,17 @@ enum Op {
     Accept(NewEvent),
     Record(AttemptRecord),
     Purge { delivered_before: i64 },
+    Retry(i64),
+    RetryAll(RetryFilter),
+    Pause { upstream: String, paused: bool },
 }
 
 enum Done {
     Accepted(Accepted),
     Recorded,
     Purged(Purged),
+    Retried(RetryOne),
+    RetriedAll(RetriedAll),
 }
 
 /// Rows removed from the store per purge pass, so one pass never holds the writer long.
@@ -181,6 +197,12 @@ fn apply(tx: &mut Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
             Done::Recorded
         }
         Op::Purge { delivered_before } => Done::Purged(purge(&sp, now, *delivered_before)?),
+        Op::Retry(id) => Done::Retried(replay::retry(&sp, *id, now)?),
+        Op::RetryAll(filter) => Done::RetriedAll(replay::retry_all(&sp, filter, now)?),
+        Op::Pause { upstream, paused } => {
+            replay::set_paused(&sp, upstream, *paused, now)?;
+            Done::Recorded
+        }
     };
     sp.commit()?;
     Ok(done)
@@ -395,6 +417,47 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Vec<EventSummary>, StoreError> {
+        self.read(move |conn| inspect::events(conn, &query)).await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| inspect::event(conn, &id)).await
+    }
+
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryView>, StoreError> {
+        self.read(move |conn| inspect::deliveries(conn, &query))
+            .await
+    }
+
+    async fn delivery(&self, id: i64) -> Result<Option<DeliveryView>, StoreError> {
+        self.read(move |conn| inspect::delivery(conn, id)).await
+    }
+
+    async fn retry(&self, id: i64) -> Result<RetryOne, StoreError> {
+        match self.submit(Op::Retry(id)).await? {
+            Done::Retried(outcome) => Ok(outcome),
+            _ => Err(StoreError::Unavailable),
+        }
+    }
+
+    async fn retry_all(&self, filter: RetryFilter) -> Result<RetriedAll, StoreError> {
+        match self.submit(Op::RetryAll(filter)).await? {
+            Done::RetriedAll(outcome) => Ok(outcome),
+            _ => Err(StoreError::Unavailable),
+        }
+    }
+
+    async fn set_paused(&self, upstream: &str, paused: bool) -> Result<(), StoreError> {
+        let upstream = upstream.to_owned();
+        self.submit(Op::Pause { upstream, paused }).await.map(drop)
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, StoreError> {
+        self.read(inspect::paused).await
     }
 }
 
