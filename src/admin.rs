@@ -1,5 +1,9 @@
-//! The admin listener, apart from ingress and on loopback by default: health, readiness and
-//! Prometheus metrics, behind a bearer token when one is configured.
+//! The admin listener, apart from ingress and on loopback by default: health, readiness,
+//! Prometheus metrics, and the operator API under `/api/` ([`api`]), all behind a bearer
+//! token when one is configured.
+
+mod api;
+mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::secret::Secret;
+use crate::deliver::{Pauses, Wakers};
 use crate::store::Store;
 use crate::telemetry::metrics::{Metrics, UpstreamState};
 
@@ -37,8 +42,12 @@ pub struct Admin {
     pub registry: Registry,
     /// The series refreshed at each scrape.
     pub metrics: Arc<Metrics>,
-    /// The store, for readiness and queue depth.
+    /// The store, for readiness, queue depth and the operator API.
     pub store: Arc<dyn Store>,
+    /// Wakes an upstream's scheduler after a replay or a resume.
+    pub wakers: Wakers,
+    /// The upstreams' pause flags.
+    pub pauses: Pauses,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -69,7 +78,13 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Re
 
 async fn handle(admin: &Admin, request: Request<hyper::body::Incoming>) -> Answer {
     if !authorized(admin, &request) {
-        return text(StatusCode::UNAUTHORIZED, "{\"error\":\"unauthorized\"}\n");
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "{\"error\":\"unauthorized\",\"message\":\"a valid bearer token is required\"}\n",
+        );
+    }
+    if request.uri().path().starts_with("/api/") {
+        return api::handle(admin, request.method(), request.uri()).await;
     }
     if request.method() != Method::GET {
         return text(

@@ -2,6 +2,7 @@
 //! concurrency cap, outbound rate and retry policy, so a slow upstream delays nobody else.
 
 mod client;
+mod pause;
 mod retry;
 mod worker;
 
@@ -13,6 +14,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 pub use client::{Client, build_client, build_client_with};
+pub use pause::Pauses;
 pub use retry::{Decision, Outcome, RetryPolicy, parse_retry_after};
 
 use crate::config::units::Rate;
@@ -57,10 +59,11 @@ impl Wakers {
 }
 
 impl Dispatcher {
-    /// Starts one scheduler per upstream. They stop when `stop` turns true, letting
-    /// attempts under way finish within `grace`.
+    /// Starts one scheduler per upstream, holding back those `pauses` marks. They stop when
+    /// `stop` turns true, letting attempts under way finish within `grace`.
     pub fn start(
         upstreams: &[Arc<Upstream>],
+        pauses: &Pauses,
         store: Arc<dyn Store>,
         client: Client,
         stop: watch::Receiver<bool>,
@@ -77,6 +80,7 @@ impl Dispatcher {
                 store: store.clone(),
                 client: client.clone(),
                 wake,
+                paused: pauses.flag(&upstream.name),
                 stop: stop.clone(),
                 grace,
                 metrics: metrics.clone(),

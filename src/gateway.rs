@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::deliver::{Dispatcher, build_client};
+use crate::deliver::{Dispatcher, Pauses, build_client};
 use crate::ingress::{self, Ingress, Limits};
 use crate::route::Router;
 use crate::store::sqlite::SqliteStore;
@@ -76,8 +76,11 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
+        let names = config.upstreams.iter().map(|u| u.name.clone());
+        let pauses = Pauses::new(names, &store.paused().await?);
         let dispatcher = Dispatcher::start(
             &config.upstreams,
+            &pauses,
             store.clone(),
             build_client(),
             stopped.clone(),
@@ -91,6 +94,8 @@ impl Gateway {
                     registry,
                     metrics: metrics.clone(),
                     store: store.clone(),
+                    wakers: dispatcher.wakers(),
+                    pauses,
                 });
                 let addr = admin.listen;
                 let listener = TcpListener::bind(addr)

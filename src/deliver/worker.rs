@@ -2,6 +2,7 @@
 //! limits, and records each attempt with the retry policy's decision.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,7 @@ pub(super) struct Scheduler {
     pub(super) store: Arc<dyn Store>,
     pub(super) client: Client,
     pub(super) wake: Arc<Notify>,
+    pub(super) paused: Arc<AtomicBool>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) grace: Duration,
     pub(super) metrics: Arc<Metrics>,
@@ -85,6 +87,10 @@ impl Scheduler {
         attempts: &mut JoinSet<()>,
     ) -> Duration {
         loop {
+            if super::pause::raised(&self.paused) {
+                // Resuming wakes the scheduler.
+                return IDLE_LOOK;
+            }
             let free = slots.available_permits();
             if free == 0 {
                 // A finishing attempt wakes the scheduler.
@@ -103,6 +109,9 @@ impl Scheduler {
             for delivery in due {
                 if let Some(limiter) = limiter {
                     limiter.until_ready().await;
+                }
+                if super::pause::raised(&self.paused) {
+                    break;
                 }
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
