@@ -24,6 +24,8 @@ use rustls::pki_types::pem::PemObject;
 
 pub use hookgate::cli::upstream::{Behaviour, SampleUpstream};
 
+pub mod admin;
+
 /// The Pulse samples, as shipped.
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
