@@ -1,9 +1,13 @@
-//! The `hookgate` command line: `run`, `check`, `sign`, `send`, `demo`.
+//! The `hookgate` command line: `run`, `check`, `sign`, `send`, `callback-url`, `demo`,
+//! and `deliveries`.
 
+mod admin_client;
 mod callback;
 mod check;
+mod deliveries;
 mod demo;
 mod send;
+mod table;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +45,8 @@ enum Command {
     CallbackUrl(callback::CallbackArgs),
     /// Start the shipped configuration with sample upstreams and send sample webhooks.
     Demo,
+    /// Inspect deliveries and replay dead letters, through the running gateway's admin API.
+    Deliveries(deliveries::DeliveriesArgs),
 }
 
 /// Runs the command line; the exit code says whether it succeeded.
@@ -49,6 +55,7 @@ pub fn main() -> ExitCode {
     // The demo prints its own report; its logs would only bury it.
     let level = match cli.command {
         Some(Command::Demo) => "error",
+        Some(Command::Deliveries(_)) => "warn",
         _ => "info",
     };
     crate::telemetry::init(cli.log_json, level);
@@ -67,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Send(args) => send::send(&load(&cli.config)?, &args).await,
             Command::CallbackUrl(args) => callback::callback_url(&load(&cli.config)?, &args),
             Command::Demo => demo::demo().await,
+            Command::Deliveries(args) => deliveries::deliveries(&load(&cli.config)?, &args).await,
         }
     });
     match result {
