@@ -18,7 +18,7 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use crate::admin::AdminConfig;
-use crate::deliver::{RetryPolicy, Upstream};
+use crate::deliver::{BreakerPolicy, RetryPolicy, RetryStatuses, Upstream};
 use crate::route::{DedupKey, Filter, Route, Target};
 use crate::verify::BuildContext;
 use raw::{RawConfig, RawRoute, RawTarget, RawUpstream};
@@ -324,7 +324,11 @@ fn upstream_from_raw(
         let msg = "must be an absolute http:// or https:// URL".to_owned();
         return Err(locate.error(raw.url.span(), &format!("{key}.url"), msg));
     }
+    let on: Vec<String> = raw.retry.on.iter().map(raw::StatusItem::text).collect();
+    let statuses = RetryStatuses::parse(&on, &raw.retry.except)
+        .map_err(|m| locate.error(name.span(), &format!("{key}.retry.on"), m))?;
     let retry = RetryPolicy {
+        statuses,
         max_attempts: raw.retry.max_attempts.max(1),
         initial: raw.retry.initial.0,
         multiplier: raw.retry.multiplier,
@@ -346,6 +350,11 @@ fn upstream_from_raw(
         rate: raw.rate,
         concurrency: raw.concurrency as usize,
         retry,
+        breaker: BreakerPolicy {
+            failures: raw.breaker.failures.max(1),
+            cooldown: raw.breaker.cooldown.0,
+            max_cooldown: raw.breaker.max_cooldown.0.max(raw.breaker.cooldown.0),
+        },
     })
 }
 

@@ -366,3 +366,38 @@ async fn a_client_over_its_rate_is_refused_before_the_body_is_read() {
     assert_eq!(answer.status, 503);
     assert!(answer.headers.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn an_upstream_that_keeps_failing_trips_the_breaker_and_is_left_alone() {
+    let failing = SampleUpstream::start(Behaviour::Always(http::StatusCode::SERVICE_UNAVAILABLE))
+        .await
+        .unwrap();
+    let toml = server_toml("")
+        + &upstream_toml(
+            "down",
+            &failing.url("/"),
+            "concurrency = 1\nbreaker = { failures = 3, cooldown = \"1h\" }",
+        )
+        + &pulse_route(r#"["down"]"#);
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    for i in 0..6 {
+        let body = format!("{{\"request_id\":\"b{i}\"}}");
+        assert_eq!(
+            client
+                .post(&pulse_url(&gw), &[], body.as_bytes())
+                .await
+                .status,
+            202
+        );
+    }
+    assert!(eventually(Duration::from_secs(5), || failing.received().len() >= 3).await);
+    // Retries are due every few tens of milliseconds; an open breaker holds them all.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(failing.received().len(), 3);
+    let pending = count(
+        &gw.site.db_path(),
+        "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
+    );
+    assert_eq!(pending, 6, "held deliveries stay queued, none is given up");
+}

@@ -154,6 +154,34 @@ pub struct RawUpstream {
     /// When and how often to try again.
     #[serde(default)]
     pub retry: RawRetry,
+    /// When to stop sending to an upstream that keeps failing.
+    #[serde(default)]
+    pub breaker: RawBreaker,
+}
+
+/// `breaker = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive failed attempts that open the breaker.
+    #[serde(default = "defaults::breaker_failures")]
+    pub failures: u32,
+    /// How long it stays open before a probe; doubled after each failed probe.
+    #[serde(default = "defaults::breaker_cooldown")]
+    pub cooldown: Span,
+    /// The longest it stays open.
+    #[serde(default = "defaults::breaker_max_cooldown")]
+    pub max_cooldown: Span,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        Self {
+            failures: defaults::breaker_failures(),
+            cooldown: defaults::breaker_cooldown(),
+            max_cooldown: defaults::breaker_max_cooldown(),
+        }
+    }
 }
 
 /// `retry = { ... }` of an upstream.
@@ -175,6 +203,35 @@ pub struct RawRetry {
     /// Give up on a delivery this long after the event was accepted.
     #[serde(default = "defaults::max_age")]
     pub max_age: Span,
+    /// Answers tried again: codes and classes such as `"5xx"`.
+    #[serde(default = "defaults::retry_on")]
+    pub on: Vec<StatusItem>,
+    /// Codes left out of `on`'s classes.
+    #[serde(default = "defaults::retry_except")]
+    pub except: Vec<u16>,
+}
+
+/// A status code (`503`) or class (`"5xx"`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a status such as 503 or a class such as \"5xx\""
+)]
+pub enum StatusItem {
+    /// A single code.
+    Code(u16),
+    /// A class or a code written as text.
+    Text(String),
+}
+
+impl StatusItem {
+    /// The item as text.
+    pub fn text(&self) -> String {
+        match self {
+            StatusItem::Code(code) => code.to_string(),
+            StatusItem::Text(text) => text.clone(),
+        }
+    }
 }
 
 impl Default for RawRetry {
@@ -185,6 +242,8 @@ impl Default for RawRetry {
             multiplier: defaults::multiplier(),
             max_delay: defaults::max_delay(),
             max_age: defaults::max_age(),
+            on: defaults::retry_on(),
+            except: defaults::retry_except(),
         }
     }
 }
@@ -312,6 +371,25 @@ pub mod defaults {
     }
     pub(super) fn max_age() -> Span {
         Span(std::time::Duration::from_secs(24 * 3_600))
+    }
+    pub(super) fn breaker_failures() -> u32 {
+        5
+    }
+    pub(super) fn breaker_cooldown() -> Span {
+        Span(std::time::Duration::from_secs(10))
+    }
+    pub(super) fn breaker_max_cooldown() -> Span {
+        Span(std::time::Duration::from_secs(300))
+    }
+    pub(super) fn retry_on() -> Vec<StatusItem> {
+        vec![
+            StatusItem::Code(408),
+            StatusItem::Code(429),
+            StatusItem::Text("5xx".into()),
+        ]
+    }
+    pub(super) fn retry_except() -> Vec<u16> {
+        vec![501]
     }
     pub(super) fn limited_status() -> u16 {
         429
