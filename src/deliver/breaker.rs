@@ -164,7 +164,9 @@ mod tests {
     #[test]
     fn after_the_cooldown_one_probe_goes_and_the_rest_wait_for_it() {
         let (mut b, t) = (breaker(), Instant::now());
-        (0..3).for_each(|_| drop(b.record(false, t)));
+        for _ in 0..3 {
+            b.record(false, t);
+        }
         let later = t + Duration::from_secs(10);
         assert_eq!(b.gate(later), Gate::Probe);
         assert_eq!(b.gate(later), Gate::HoldForProbe);
@@ -175,7 +177,9 @@ mod tests {
     #[test]
     fn a_failed_probe_reopens_for_twice_as_long_up_to_the_cap() {
         let (mut b, t) = (breaker(), Instant::now());
-        (0..3).for_each(|_| drop(b.record(false, t)));
+        for _ in 0..3 {
+            b.record(false, t);
+        }
         let t1 = t + Duration::from_secs(10);
         assert_eq!(b.gate(t1), Gate::Probe);
         assert_eq!(b.record(false, t1), Some(Duration::from_secs(20)));
