@@ -37,6 +37,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// How long fully delivered events are kept.
     pub retention: Duration,
+    /// Pending deliveries past which new events are refused with `503`.
+    pub high_water: u64,
     /// Upstreams, in name order.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Routes, in file order.
@@ -185,6 +187,7 @@ impl Config {
             admin,
             store_path: base.join(raw.store.path),
             retention,
+            high_water: raw.store.high_water,
             upstreams,
             routes,
             warnings,

@@ -116,6 +116,9 @@ pub struct RawStore {
     /// How long a fully delivered event is kept; expired dedup keys go at once.
     #[serde(default = "defaults::retention")]
     pub retention: Span,
+    /// Pending deliveries past which new events are answered `503`.
+    #[serde(default = "defaults::high_water")]
+    pub high_water: u64,
 }
 
 impl Default for RawStore {
@@ -124,6 +127,7 @@ impl Default for RawStore {
             kind: StoreKind::Embedded,
             path: defaults::store_path(),
             retention: defaults::retention(),
+            high_water: defaults::high_water(),
         }
     }
 }
@@ -347,6 +351,9 @@ pub mod defaults {
     }
     pub(super) fn store_path() -> PathBuf {
         PathBuf::from("data/hookgate.db")
+    }
+    pub(super) fn high_water() -> u64 {
+        1_000_000
     }
     pub(super) fn retention() -> Span {
         Span(std::time::Duration::from_secs(7 * 86_400))
