@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use crate::admin::AdminConfig;
 use crate::deliver::{BreakerPolicy, RetryPolicy, RetryStatuses, Upstream};
 use crate::route::{DedupKey, Filter, Route, Target};
-use crate::verify::BuildContext;
+use crate::verify::{BuildContext, OutboundSigner};
 use raw::{RawConfig, RawRoute, RawTarget, RawUpstream};
 use units::Rate;
 
@@ -140,7 +140,7 @@ impl Config {
 
         let mut upstreams = Vec::new();
         for (name, upstream) in raw.upstreams {
-            upstreams.push(Arc::new(upstream_from_raw(name, upstream, locate)?));
+            upstreams.push(Arc::new(upstream_from_raw(name, upstream, base, locate)?));
         }
 
         let mut routes: Vec<Arc<Route>> = Vec::new();
@@ -316,6 +316,7 @@ fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfi
 fn upstream_from_raw(
     name: toml::Spanned<String>,
     raw: RawUpstream,
+    base: &Path,
     locate: &Locator,
 ) -> Result<Upstream, ConfigError> {
     let key = format!("upstreams.{}", name.get_ref());
@@ -346,7 +347,22 @@ fn upstream_from_raw(
         let msg = "must be at least 1".to_owned();
         return Err(locate.error(name.span(), &format!("{key}.concurrency"), msg));
     }
+    let signer = match raw.sign {
+        Some(sign) => {
+            let field = format!("{key}.sign");
+            let secrets = sign
+                .secrets
+                .iter()
+                .map(|s| s.resolve(base).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|secrets| OutboundSigner::new(&secrets))
+                .map_err(|m| locate.error(name.span(), &field, m))?;
+            Some(secrets)
+        }
+        None => None,
+    };
     Ok(Upstream {
+        signer,
         name: name.into_inner().into(),
         url,
         timeout: raw.timeout.0,

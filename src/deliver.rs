@@ -20,6 +20,7 @@ pub use retry::{Decision, Outcome, RetryPolicy, RetryStatuses, parse_retry_after
 use crate::config::units::Rate;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::verify::OutboundSigner;
 
 /// A validated `[upstreams.NAME]` table.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct Upstream {
     pub retry: RetryPolicy,
     /// When to stop sending for a while.
     pub breaker: BreakerPolicy,
+    /// Signs each delivery with Standard Webhooks headers, when configured.
+    pub signer: Option<OutboundSigner>,
 }
 
 /// The running schedulers.

@@ -161,6 +161,16 @@ pub struct RawUpstream {
     /// When to stop sending to an upstream that keeps failing.
     #[serde(default)]
     pub breaker: RawBreaker,
+    /// Sign each delivery for this upstream with the Standard Webhooks scheme.
+    pub sign: Option<RawSign>,
+}
+
+/// `sign = { secrets = [...] }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSign {
+    /// `whsec_` secrets; each delivery carries one `v1,` signature per secret.
+    pub secrets: Vec<SecretSource>,
 }
 
 /// `breaker = { ... }` of an upstream.

@@ -225,7 +225,7 @@ type Sent = (Outcome, Option<u16>, Option<String>, Vec<u8>);
 
 async fn send(shared: &Shared, delivery: &DueDelivery, number: u32) -> Sent {
     let upstream = &shared.upstream;
-    let request = match request(&upstream.url, delivery, number) {
+    let request = match request(upstream, delivery, number) {
         Ok(request) => request,
         Err(e) => {
             return (
