@@ -426,7 +426,7 @@ async fn signatures_cover_the_exact_bytes_whatever_their_encoding_over_http1_and
 }
 
 /// Verifies with the Standard Webhooks reference library; returns whether it accepted.
-fn reference_verifies(secret: &str, received: &support::Received) -> bool {
+fn reference_verifies(secret: &str, received: &hookgate::cli::upstream::Received) -> bool {
     let script = "import sys\n\
         from standardwebhooks.webhooks import Webhook\n\
         secret, msg_id, ts, sig = sys.argv[1:5]\n\

@@ -22,7 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-pub use hookgate::cli::upstream::{Behaviour, Received, SampleUpstream};
+pub use hookgate::cli::upstream::{Behaviour, SampleUpstream};
 
 /// The Pulse samples, as shipped.
 pub fn fixture(name: &str) -> Vec<u8> {
