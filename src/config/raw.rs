@@ -202,6 +202,8 @@ impl Default for RawBreaker {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
+    // The defaults (5 s doubling to 2 h, 30 attempts, 24 h) put the mean last attempt about
+    // 20 hours after acceptance: an upstream may be down for most of a day.
     /// Attempts in all, the first included.
     #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
@@ -384,7 +386,7 @@ pub mod defaults {
         2.0
     }
     pub(super) fn max_delay() -> Span {
-        Span(std::time::Duration::from_secs(3_600))
+        Span(std::time::Duration::from_secs(2 * 3_600))
     }
     pub(super) fn max_age() -> Span {
         Span(std::time::Duration::from_secs(24 * 3_600))

@@ -247,6 +247,29 @@ mod tests {
     }
 
     #[test]
+    fn the_default_schedule_spreads_attempts_over_about_a_day() {
+        let config: crate::config::raw::RawRetry = toml::from_str("").unwrap();
+        let p = RetryPolicy {
+            max_attempts: config.max_attempts,
+            initial: config.initial.0,
+            multiplier: config.multiplier,
+            max_delay: config.max_delay.0,
+            max_age: config.max_age.0,
+            statuses: RetryStatuses::default(),
+        };
+        // With the mean jitter draw, every retry is half its bound.
+        let mut age = Duration::ZERO;
+        let mut attempt = 1;
+        while let Decision::Retry(delay) = p.decide(status(503), attempt, age, 0.5) {
+            age += delay;
+            attempt += 1;
+        }
+        assert_eq!(attempt, p.max_attempts);
+        let hours = age.as_secs_f64() / 3_600.0;
+        assert!((18.0..24.0).contains(&hours), "{hours} hours");
+    }
+
+    #[test]
     fn bound_grows_exponentially_and_is_capped() {
         let p = policy();
         let bounds: Vec<u64> = (1..=6).map(|a| p.bound(a).as_secs()).collect();
