@@ -18,9 +18,9 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use crate::admin::AdminConfig;
-use crate::deliver::{RetryPolicy, Upstream};
+use crate::deliver::{BreakerPolicy, RetryPolicy, RetryStatuses, Upstream};
 use crate::route::{DedupKey, Filter, Route, Target};
-use crate::verify::BuildContext;
+use crate::verify::{BuildContext, OutboundSigner};
 use raw::{RawConfig, RawRoute, RawTarget, RawUpstream};
 use units::Rate;
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// How long fully delivered events are kept.
     pub retention: Duration,
+    /// Pending deliveries past which new events are refused with `503`.
+    pub high_water: u64,
     /// Upstreams, in name order.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Routes, in file order.
@@ -138,7 +140,7 @@ impl Config {
 
         let mut upstreams = Vec::new();
         for (name, upstream) in raw.upstreams {
-            upstreams.push(Arc::new(upstream_from_raw(name, upstream, locate)?));
+            upstreams.push(Arc::new(upstream_from_raw(name, upstream, base, locate)?));
         }
 
         let mut routes: Vec<Arc<Route>> = Vec::new();
@@ -185,6 +187,7 @@ impl Config {
             admin,
             store_path: base.join(raw.store.path),
             retention,
+            high_water: raw.store.high_water,
             upstreams,
             routes,
             warnings,
@@ -313,6 +316,7 @@ fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfi
 fn upstream_from_raw(
     name: toml::Spanned<String>,
     raw: RawUpstream,
+    base: &Path,
     locate: &Locator,
 ) -> Result<Upstream, ConfigError> {
     let key = format!("upstreams.{}", name.get_ref());
@@ -324,7 +328,11 @@ fn upstream_from_raw(
         let msg = "must be an absolute http:// or https:// URL".to_owned();
         return Err(locate.error(raw.url.span(), &format!("{key}.url"), msg));
     }
+    let on: Vec<String> = raw.retry.on.iter().map(raw::StatusItem::text).collect();
+    let statuses = RetryStatuses::parse(&on, &raw.retry.except)
+        .map_err(|m| locate.error(name.span(), &format!("{key}.retry.on"), m))?;
     let retry = RetryPolicy {
+        statuses,
         max_attempts: raw.retry.max_attempts.max(1),
         initial: raw.retry.initial.0,
         multiplier: raw.retry.multiplier,
@@ -339,13 +347,33 @@ fn upstream_from_raw(
         let msg = "must be at least 1".to_owned();
         return Err(locate.error(name.span(), &format!("{key}.concurrency"), msg));
     }
+    let signer = match raw.sign {
+        Some(sign) => {
+            let field = format!("{key}.sign");
+            let secrets = sign
+                .secrets
+                .iter()
+                .map(|s| s.resolve(base).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|secrets| OutboundSigner::new(&secrets))
+                .map_err(|m| locate.error(name.span(), &field, m))?;
+            Some(secrets)
+        }
+        None => None,
+    };
     Ok(Upstream {
+        signer,
         name: name.into_inner().into(),
         url,
         timeout: raw.timeout.0,
         rate: raw.rate,
         concurrency: raw.concurrency as usize,
         retry,
+        breaker: BreakerPolicy {
+            failures: raw.breaker.failures.max(1),
+            cooldown: raw.breaker.cooldown.0,
+            max_cooldown: raw.breaker.max_cooldown.0.max(raw.breaker.cooldown.0),
+        },
     })
 }
 

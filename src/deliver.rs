@@ -1,6 +1,7 @@
 //! Fans stored events out to upstreams: one scheduler per upstream, each with its own
 //! concurrency cap, outbound rate and retry policy, so a slow upstream delays nobody else.
 
+mod breaker;
 mod client;
 mod pause;
 mod retry;
@@ -13,13 +14,15 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+pub use breaker::BreakerPolicy;
 pub use client::{Client, build_client, build_client_with};
 pub use pause::Pauses;
-pub use retry::{Decision, Outcome, RetryPolicy, parse_retry_after};
+pub use retry::{Decision, Outcome, RetryPolicy, RetryStatuses, parse_retry_after};
 
 use crate::config::units::Rate;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::verify::OutboundSigner;
 
 /// A validated `[upstreams.NAME]` table.
 #[derive(Debug)]
@@ -36,6 +39,10 @@ pub struct Upstream {
     pub concurrency: usize,
     /// When to try again.
     pub retry: RetryPolicy,
+    /// When to stop sending for a while.
+    pub breaker: BreakerPolicy,
+    /// Signs each delivery with Standard Webhooks headers, when configured.
+    pub signer: Option<OutboundSigner>,
 }
 
 /// The running schedulers.

@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::deliver::{Dispatcher, Pauses, build_client};
-use crate::ingress::{self, Ingress, Limits};
+use crate::ingress::{self, Backlog, Ingress, Limits};
 use crate::route::Router;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -22,6 +22,8 @@ use crate::telemetry::metrics::Metrics;
 
 /// How long open requests and attempts under way may take to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
+/// How often pending deliveries are recounted for the high-water mark.
+const BACKLOG_RECOUNT: Duration = Duration::from_secs(1);
 /// How often the store is purged when there was nothing to purge.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How often idle clients are dropped from the per-client limiter.
@@ -116,8 +118,11 @@ impl Gateway {
             wakers: dispatcher.wakers(),
             proto: if tls.is_some() { "https" } else { "http" },
             metrics,
+            backlog: Arc::new(Backlog::new(config.high_water)),
         });
         tokio::spawn(sweep_limiters(ingress.clone(), stopped.clone()));
+        let names: Vec<Arc<str>> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+        tokio::spawn(count_backlog(ingress.clone(), names, stopped.clone()));
         tokio::spawn(purge_store(
             ingress.store.clone(),
             config.retention,
@@ -164,6 +169,24 @@ async fn sweep_limiters(ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) 
     loop {
         tokio::select! {
             _ = tokio::time::sleep(LIMITER_SWEEP) => ingress.limits.forget_idle_clients(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Recounts pending deliveries every second for the high-water mark.
+async fn count_backlog(
+    ingress: Arc<Ingress>,
+    upstreams: Vec<Arc<str>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match ingress.store.pending(&upstreams).await {
+            Ok(pending) => ingress.backlog.set(pending),
+            Err(error) => tracing::warn!(%error, "cannot count the delivery queue"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(BACKLOG_RECOUNT) => {}
             _ = stop.changed() => return,
         }
     }

@@ -2,6 +2,7 @@
 //! and hands each request to [`handler`].
 
 pub mod answer;
+mod backlog;
 mod body;
 mod client_ip;
 mod connection;
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+pub use backlog::Backlog;
 pub use limit::Limits;
 
 use crate::config::Server;
@@ -43,6 +45,8 @@ pub struct Ingress {
     pub proto: &'static str,
     /// Where requests are counted.
     pub metrics: Arc<Metrics>,
+    /// The queue's high-water mark.
+    pub backlog: Arc<Backlog>,
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then lets open requests

@@ -164,6 +164,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `delivered_before`, a bounded batch at a time.
     async fn purge(&self, delivered_before: i64) -> Result<Purged, StoreError>;
 
+    /// Pending deliveries to these upstreams, all together.
+    async fn pending(&self, upstreams: &[Arc<str>]) -> Result<i64, StoreError>;
+
     /// Deliveries counted by upstream and state.
     async fn queue_depth(&self) -> Result<Vec<QueueDepth>, StoreError>;
 

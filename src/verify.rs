@@ -38,7 +38,7 @@ pub use self::hmac::HmacConfig;
 pub use self::mac::Algorithm;
 pub use self::presets::{GithubConfig, ShopifyConfig, SlackConfig, SmallestConfig};
 pub use self::signed_url::SignedUrlConfig;
-pub use self::standard_webhooks::StandardWebhooksConfig;
+pub use self::standard_webhooks::{OutboundSigner, StandardWebhooksConfig};
 pub use self::stripe::StripeConfig;
 pub use self::token::TokenConfig;
 

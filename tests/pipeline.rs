@@ -366,3 +366,95 @@ async fn a_client_over_its_rate_is_refused_before_the_body_is_read() {
     assert_eq!(answer.status, 503);
     assert!(answer.headers.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn an_upstream_that_keeps_failing_trips_the_breaker_and_is_left_alone() {
+    let failing = SampleUpstream::start(Behaviour::Always(http::StatusCode::SERVICE_UNAVAILABLE))
+        .await
+        .unwrap();
+    let toml = server_toml("")
+        + &upstream_toml(
+            "down",
+            &failing.url("/"),
+            "concurrency = 1\nbreaker = { failures = 3, cooldown = \"1h\" }",
+        )
+        + &pulse_route(r#"["down"]"#);
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    for i in 0..6 {
+        let body = format!("{{\"request_id\":\"b{i}\"}}");
+        assert_eq!(
+            client
+                .post(&pulse_url(&gw), &[], body.as_bytes())
+                .await
+                .status,
+            202
+        );
+    }
+    assert!(eventually(Duration::from_secs(5), || failing.received().len() >= 3).await);
+    // Retries are due every few tens of milliseconds; an open breaker holds them all.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(failing.received().len(), 3);
+    let pending = count(
+        &gw.site.db_path(),
+        "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
+    );
+    assert_eq!(pending, 6, "held deliveries stay queued, none is given up");
+}
+
+#[tokio::test]
+async fn past_the_high_water_mark_new_events_get_503_with_retry_after() {
+    let failing = SampleUpstream::start(Behaviour::Always(http::StatusCode::SERVICE_UNAVAILABLE))
+        .await
+        .unwrap();
+    let toml = server_toml("")
+        + "[store]\nhigh_water = 2\n"
+        + &upstream_toml(
+            "down",
+            &failing.url("/"),
+            "breaker = { failures = 1, cooldown = \"1h\" }",
+        )
+        + &pulse_route(r#"["down"]"#);
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let body = format!("{{\"request_id\":\"hw{i}\"}}");
+        let answer = client.post(&pulse_url(&gw), &[], body.as_bytes()).await;
+        statuses.push(answer.status.as_u16());
+        if answer.status == 503 {
+            assert!(answer.headers.contains_key("retry-after"));
+            assert_eq!(answer.json()["error"], "unavailable");
+        }
+    }
+    assert_eq!(statuses, [202, 202, 503]);
+    assert_eq!(count(&gw.site.db_path(), "SELECT COUNT(*) FROM events"), 2);
+}
+
+#[tokio::test]
+async fn when_the_store_cannot_write_the_sender_gets_503_and_nothing_is_half_stored() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml =
+        server_toml("") + &upstream_toml("u", &upstream.url("/"), "") + &pulse_route(r#"["u"]"#);
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+
+    let lock = rusqlite::Connection::open(gw.site.db_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let answer = client
+        .post(&pulse_url(&gw), &[], br#"{"request_id":"locked"}"#)
+        .await;
+    assert_eq!(answer.status, 503);
+    assert!(answer.headers.contains_key("retry-after"));
+    lock.execute_batch("ROLLBACK").unwrap();
+
+    let answer = client
+        .post(&pulse_url(&gw), &[], br#"{"request_id":"locked"}"#)
+        .await;
+    assert_eq!(
+        answer.status, 202,
+        "the retry is stored as a new event, not a duplicate"
+    );
+    assert_eq!(count(&gw.site.db_path(), "SELECT COUNT(*) FROM events"), 1);
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+}

@@ -424,3 +424,60 @@ async fn signatures_cover_the_exact_bytes_whatever_their_encoding_over_http1_and
             .all(|r| r.header("content-type") == "application/json; charset=ISO-8859-1")
     );
 }
+
+/// Verifies with the Standard Webhooks reference library; returns whether it accepted.
+fn reference_verifies(secret: &str, received: &hookgate::cli::upstream::Received) -> bool {
+    let script = "import sys\n\
+        from standardwebhooks.webhooks import Webhook\n\
+        secret, msg_id, ts, sig = sys.argv[1:5]\n\
+        body = sys.stdin.buffer.read()\n\
+        headers = {'webhook-id': msg_id, 'webhook-timestamp': ts, 'webhook-signature': sig}\n\
+        try:\n    Webhook(secret).verify(body, headers)\nexcept Exception as e:\n    print(e); sys.exit(1)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, secret])
+        .args(["webhook-id", "webhook-timestamp", "webhook-signature"].map(|h| received.header(h)))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&received.body)
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+#[tokio::test]
+async fn deliveries_to_a_signing_upstream_verify_with_the_reference_library() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + &upstream_toml(
+            "signed",
+            &upstream.url("/in"),
+            &format!("sign = {{ secrets = [\"{WHSEC}\"] }}"),
+        )
+        + &pulse_route("[\"signed\"]");
+    let gw = Running::start(&toml).await;
+    let body = fixture("success-pro.json");
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let answer = gw.site.client().post(&url, &[], &body).await;
+    assert_eq!(answer.status, 202);
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+    let received = &upstream.accepted()[0];
+    assert_eq!(
+        received.header("webhook-id"),
+        id,
+        "the message id is the event id"
+    );
+    assert!(
+        reference_verifies(WHSEC, received),
+        "the reference library accepts it"
+    );
+    assert!(
+        !reference_verifies(OTHER_WHSEC, received),
+        "and refuses it under another secret"
+    );
+}

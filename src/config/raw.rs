@@ -116,6 +116,9 @@ pub struct RawStore {
     /// How long a fully delivered event is kept; expired dedup keys go at once.
     #[serde(default = "defaults::retention")]
     pub retention: Span,
+    /// Pending deliveries past which new events are answered `503`.
+    #[serde(default = "defaults::high_water")]
+    pub high_water: u64,
 }
 
 impl Default for RawStore {
@@ -124,6 +127,7 @@ impl Default for RawStore {
             kind: StoreKind::Embedded,
             path: defaults::store_path(),
             retention: defaults::retention(),
+            high_water: defaults::high_water(),
         }
     }
 }
@@ -154,12 +158,52 @@ pub struct RawUpstream {
     /// When and how often to try again.
     #[serde(default)]
     pub retry: RawRetry,
+    /// When to stop sending to an upstream that keeps failing.
+    #[serde(default)]
+    pub breaker: RawBreaker,
+    /// Sign each delivery for this upstream with the Standard Webhooks scheme.
+    pub sign: Option<RawSign>,
+}
+
+/// `sign = { secrets = [...] }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSign {
+    /// `whsec_` secrets; each delivery carries one `v1,` signature per secret.
+    pub secrets: Vec<SecretSource>,
+}
+
+/// `breaker = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive failed attempts that open the breaker.
+    #[serde(default = "defaults::breaker_failures")]
+    pub failures: u32,
+    /// How long it stays open before a probe; doubled after each failed probe.
+    #[serde(default = "defaults::breaker_cooldown")]
+    pub cooldown: Span,
+    /// The longest it stays open.
+    #[serde(default = "defaults::breaker_max_cooldown")]
+    pub max_cooldown: Span,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        Self {
+            failures: defaults::breaker_failures(),
+            cooldown: defaults::breaker_cooldown(),
+            max_cooldown: defaults::breaker_max_cooldown(),
+        }
+    }
 }
 
 /// `retry = { ... }` of an upstream.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
+    // The defaults (5 s doubling to 2 h, 30 attempts, 24 h) put the mean last attempt about
+    // 20 hours after acceptance: an upstream may be down for most of a day.
     /// Attempts in all, the first included.
     #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
@@ -175,6 +219,35 @@ pub struct RawRetry {
     /// Give up on a delivery this long after the event was accepted.
     #[serde(default = "defaults::max_age")]
     pub max_age: Span,
+    /// Answers tried again: codes and classes such as `"5xx"`.
+    #[serde(default = "defaults::retry_on")]
+    pub on: Vec<StatusItem>,
+    /// Codes left out of `on`'s classes.
+    #[serde(default = "defaults::retry_except")]
+    pub except: Vec<u16>,
+}
+
+/// A status code (`503`) or class (`"5xx"`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a status such as 503 or a class such as \"5xx\""
+)]
+pub enum StatusItem {
+    /// A single code.
+    Code(u16),
+    /// A class or a code written as text.
+    Text(String),
+}
+
+impl StatusItem {
+    /// The item as text.
+    pub fn text(&self) -> String {
+        match self {
+            StatusItem::Code(code) => code.to_string(),
+            StatusItem::Text(text) => text.clone(),
+        }
+    }
 }
 
 impl Default for RawRetry {
@@ -185,6 +258,8 @@ impl Default for RawRetry {
             multiplier: defaults::multiplier(),
             max_delay: defaults::max_delay(),
             max_age: defaults::max_age(),
+            on: defaults::retry_on(),
+            except: defaults::retry_except(),
         }
     }
 }
@@ -289,6 +364,9 @@ pub mod defaults {
     pub(super) fn store_path() -> PathBuf {
         PathBuf::from("data/hookgate.db")
     }
+    pub(super) fn high_water() -> u64 {
+        1_000_000
+    }
     pub(super) fn retention() -> Span {
         Span(std::time::Duration::from_secs(7 * 86_400))
     }
@@ -308,10 +386,29 @@ pub mod defaults {
         2.0
     }
     pub(super) fn max_delay() -> Span {
-        Span(std::time::Duration::from_secs(3_600))
+        Span(std::time::Duration::from_secs(2 * 3_600))
     }
     pub(super) fn max_age() -> Span {
         Span(std::time::Duration::from_secs(24 * 3_600))
+    }
+    pub(super) fn breaker_failures() -> u32 {
+        5
+    }
+    pub(super) fn breaker_cooldown() -> Span {
+        Span(std::time::Duration::from_secs(10))
+    }
+    pub(super) fn breaker_max_cooldown() -> Span {
+        Span(std::time::Duration::from_secs(300))
+    }
+    pub(super) fn retry_on() -> Vec<StatusItem> {
+        vec![
+            StatusItem::Code(408),
+            StatusItem::Code(429),
+            StatusItem::Text("5xx".into()),
+        ]
+    }
+    pub(super) fn retry_except() -> Vec<u16> {
+        vec![501]
     }
     pub(super) fn limited_status() -> u16 {
         429

@@ -7,6 +7,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 
+use super::Upstream;
 use crate::store::DueDelivery;
 
 /// The shared client.
@@ -43,11 +44,11 @@ pub fn build_client_with(extra: Vec<CertificateDer<'static>>) -> Client {
 
 /// The request for one attempt: original bytes and content type, plus gateway headers.
 pub(super) fn request(
-    url: &http::Uri,
+    upstream: &Upstream,
     delivery: &DueDelivery,
     attempt: u32,
 ) -> Result<http::Request<Full<Bytes>>, http::Error> {
-    let mut builder = http::Request::post(url.clone())
+    let mut builder = http::Request::post(upstream.url.clone())
         .header(
             "user-agent",
             concat!("hookgate/", env!("CARGO_PKG_VERSION")),
@@ -59,6 +60,12 @@ pub(super) fn request(
         .header("hookgate-attempt", attempt);
     if let Some(content_type) = &delivery.content_type {
         builder = builder.header(http::header::CONTENT_TYPE, content_type);
+    }
+    if let Some(signer) = &upstream.signer {
+        let now = crate::store::now_ms() as u64 / 1_000;
+        for (name, value) in signer.headers(&delivery.event_id, now, &delivery.body) {
+            builder = builder.header(name, value);
+        }
     }
     builder.body(Full::new(delivery.body.clone()))
 }

@@ -43,6 +43,69 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// No attempt starts later than this after the event was accepted.
     pub max_age: Duration,
+    /// Which answers are worth another attempt.
+    pub statuses: RetryStatuses,
+}
+
+/// The answers an upstream may give that are tried again: codes and classes (`5xx`), minus
+/// exceptions. `410 Gone` is never retried, whatever the list says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryStatuses {
+    /// Single codes, such as `408`.
+    pub codes: Vec<u16>,
+    /// Classes by their first digit: `5` for `5xx`.
+    pub classes: Vec<u16>,
+    /// Codes left out of a class, such as `501`.
+    pub except: Vec<u16>,
+}
+
+impl Default for RetryStatuses {
+    /// `408`, `429` and every `5xx` but `501 Not Implemented`.
+    fn default() -> Self {
+        RetryStatuses {
+            codes: vec![408, 429],
+            classes: vec![5],
+            except: vec![501],
+        }
+    }
+}
+
+impl RetryStatuses {
+    /// Parses `[408, 429, "5xx"]` and `except = [501]`.
+    pub fn parse(on: &[String], except: &[u16]) -> Result<RetryStatuses, String> {
+        let mut statuses = RetryStatuses {
+            codes: Vec::new(),
+            classes: Vec::new(),
+            except: except.to_vec(),
+        };
+        for item in on {
+            let item = item.trim();
+            if let Some(class) = item.strip_suffix("xx").and_then(|d| d.parse::<u16>().ok()) {
+                if !(4..=5).contains(&class) {
+                    return Err(format!("{item:?}: only 4xx and 5xx can be retried"));
+                }
+                statuses.classes.push(class);
+            } else {
+                match item.parse::<u16>() {
+                    Ok(code) if (400..600).contains(&code) => statuses.codes.push(code),
+                    _ => {
+                        return Err(format!(
+                            "{item:?}: write a status such as 503 or a class such as \"5xx\""
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(statuses)
+    }
+
+    /// Whether an answer with `code` is tried again.
+    pub fn retries(&self, code: u16) -> bool {
+        if code == 410 || self.except.contains(&code) {
+            return false;
+        }
+        self.codes.contains(&code) || self.classes.contains(&(code / 100))
+    }
 }
 
 impl RetryPolicy {
@@ -52,7 +115,7 @@ impl RetryPolicy {
     pub fn decide(&self, outcome: Outcome, attempt: u32, age: Duration, jitter: f64) -> Decision {
         let retry_after = match outcome {
             Outcome::Status { code, .. } if (200..300).contains(&code) => return Decision::Done,
-            Outcome::Status { code, retry_after } if retryable(code) => retry_after,
+            Outcome::Status { code, retry_after } if self.statuses.retries(code) => retry_after,
             Outcome::Status { code: 410, .. } => return Decision::GiveUp("upstream answered gone"),
             Outcome::Status { .. } => return Decision::GiveUp("upstream refused the event"),
             Outcome::NoAnswer => None,
@@ -82,11 +145,6 @@ impl RetryPolicy {
     }
 }
 
-/// Statuses worth another try: the upstream may accept the same event later.
-fn retryable(code: u16) -> bool {
-    matches!(code, 408 | 429) || ((500..600).contains(&code) && code != 501)
-}
-
 /// Reads a `Retry-After` value, in seconds or as an HTTP date; nonsense is ignored.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -108,6 +166,7 @@ mod tests {
             multiplier: 2.0,
             max_delay: Duration::from_secs(10),
             max_age: Duration::from_secs(3_600),
+            statuses: RetryStatuses::default(),
         }
     }
 
@@ -153,6 +212,61 @@ mod tests {
                 "{code}: {decision:?}"
             );
         }
+    }
+
+    #[test]
+    fn retried_statuses_are_configurable_but_gone_always_stops() {
+        let on = ["409".to_owned(), "5xx".to_owned()];
+        let statuses = RetryStatuses::parse(&on, &[503]).unwrap();
+        let p = RetryPolicy {
+            statuses,
+            ..policy()
+        };
+        assert!(matches!(
+            p.decide(status(409), 1, Duration::ZERO, 0.5),
+            Decision::Retry(_)
+        ));
+        assert!(matches!(
+            p.decide(status(502), 1, Duration::ZERO, 0.5),
+            Decision::Retry(_)
+        ));
+        assert!(matches!(
+            p.decide(status(503), 1, Duration::ZERO, 0.5),
+            Decision::GiveUp(_)
+        ));
+        assert!(matches!(
+            p.decide(status(429), 1, Duration::ZERO, 0.5),
+            Decision::GiveUp(_)
+        ));
+        assert!(matches!(
+            p.decide(status(410), 1, Duration::ZERO, 0.5),
+            Decision::GiveUp(_)
+        ));
+        assert!(RetryStatuses::parse(&["2xx".to_owned()], &[]).is_err());
+        assert!(RetryStatuses::parse(&["abc".to_owned()], &[]).is_err());
+    }
+
+    #[test]
+    fn the_default_schedule_spreads_attempts_over_about_a_day() {
+        let config: crate::config::raw::RawRetry = toml::from_str("").unwrap();
+        let p = RetryPolicy {
+            max_attempts: config.max_attempts,
+            initial: config.initial.0,
+            multiplier: config.multiplier,
+            max_delay: config.max_delay.0,
+            max_age: config.max_age.0,
+            statuses: RetryStatuses::default(),
+        };
+        // With the mean jitter draw, every retry is half its bound.
+        let mut age = Duration::ZERO;
+        let mut attempt = 1;
+        while let Decision::Retry(delay) = p.decide(status(503), attempt, age, 0.5) {
+            age += delay;
+            attempt += 1;
+        }
+        assert_eq!(attempt, p.max_attempts);
+        let hours = age.as_secs_f64() / 3_600.0;
+        assert!((18.0..24.0).contains(&hours), "{hours} hours");
     }
 
     #[test]

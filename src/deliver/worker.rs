@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Upstream;
+use super::breaker::{Breaker, Gate};
 use super::client::{Client, read_head, request};
 use super::retry::{Decision, Outcome, parse_retry_after};
 use crate::store::{AttemptRecord, DueDelivery, Next, Store, now_ms};
@@ -40,6 +41,7 @@ struct Shared {
     client: Client,
     wake: Arc<Notify>,
     in_flight: Mutex<HashSet<i64>>,
+    breaker: Mutex<Breaker>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,6 +53,7 @@ impl Scheduler {
             client: self.client.clone(),
             wake: self.wake.clone(),
             in_flight: Mutex::new(HashSet::new()),
+            breaker: Mutex::new(Breaker::new(self.upstream.breaker)),
             metrics: self.metrics.clone(),
         });
         let slots = Arc::new(Semaphore::new(self.upstream.concurrency));
@@ -96,6 +99,9 @@ impl Scheduler {
                 // A finishing attempt wakes the scheduler.
                 return IDLE_LOOK;
             }
+            if let Some(wait) = shared.held_by_breaker() {
+                return wait;
+            }
             let skip = shared.in_flight_ids();
             let name = &self.upstream.name;
             let due = match self.store.due(name, now_ms(), free, &skip).await {
@@ -107,6 +113,13 @@ impl Scheduler {
             };
             let full = due.len() == free;
             for delivery in due {
+                let now = Instant::now();
+                let gate = shared.lock_breaker().gate(now);
+                match gate {
+                    Gate::Pass | Gate::Probe => {}
+                    Gate::HoldUntil(until) => return until - now,
+                    Gate::HoldForProbe => return IDLE_LOOK,
+                }
                 if let Some(limiter) = limiter {
                     limiter.until_ready().await;
                 }
@@ -118,6 +131,10 @@ impl Scheduler {
                 };
                 shared.lock_in_flight().insert(delivery.id);
                 attempts.spawn(attempt(shared.clone(), delivery, permit));
+                if gate == Gate::Probe {
+                    // The probe's outcome wakes the scheduler.
+                    return IDLE_LOOK;
+                }
             }
             if !full {
                 return self.until_next_due(shared).await;
@@ -146,6 +163,23 @@ impl Shared {
     fn in_flight_ids(&self) -> Vec<i64> {
         self.lock_in_flight().iter().copied().collect()
     }
+
+    fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        // Plain state; no code panics while holding it.
+        self.breaker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How long to hold all attempts while the breaker is open, if it is.
+    fn held_by_breaker(&self) -> Option<Duration> {
+        let now = Instant::now();
+        match self.lock_breaker().peek(now) {
+            Gate::Pass | Gate::Probe => None,
+            Gate::HoldUntil(until) => Some(until - now),
+            Gate::HoldForProbe => Some(IDLE_LOOK),
+        }
+    }
 }
 
 /// Sends one attempt, records it, and frees its slot.
@@ -165,6 +199,14 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
         upstream, &delivery, number, status, latency_ms, &error, decision,
     );
     count_attempt(&shared.metrics, upstream, &delivery, latency_ms, next);
+    let healthy = match outcome {
+        Outcome::NoAnswer => false,
+        Outcome::Status { code, .. } => !upstream.retry.statuses.retries(code),
+    };
+    if let Some(cooldown) = shared.lock_breaker().record(healthy, Instant::now()) {
+        let cooldown_ms = cooldown.as_millis() as u64;
+        tracing::warn!(upstream = %upstream.name, cooldown_ms, "circuit open: attempts held");
+    }
 
     let record = AttemptRecord {
         delivery_id: delivery.id,
@@ -192,7 +234,7 @@ type Sent = (Outcome, Option<u16>, Option<String>, Vec<u8>);
 
 async fn send(shared: &Shared, delivery: &DueDelivery, number: u32) -> Sent {
     let upstream = &shared.upstream;
-    let request = match request(&upstream.url, delivery, number) {
+    let request = match request(upstream, delivery, number) {
         Ok(request) => request,
         Err(e) => {
             return (

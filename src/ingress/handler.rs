@@ -21,6 +21,8 @@ use crate::verify::Incoming;
 
 /// Seconds a sender is asked to wait when the store cannot take the event.
 const STORE_RETRY_AFTER: u64 = 5;
+/// Seconds a sender is asked to wait while the queue is past its high-water mark.
+const BACKLOG_RETRY_AFTER: u64 = 30;
 
 /// Answers one request. Never fails: every problem becomes an answer.
 pub(super) async fn handle(
@@ -177,6 +179,12 @@ async fn accept(
 
     let scope = route.verifier.dedup_scope(&incoming);
     let event = new_event(ingress, route, client, &parts, body, scope)?;
+    if ingress.backlog.is_full() {
+        tracing::warn!(route = %route.name, "delivery queue past its high-water mark");
+        return Err(Rejection::Unavailable {
+            retry_after: BACKLOG_RETRY_AFTER,
+        });
+    }
     let upstreams = event.upstreams.clone();
     let accepted = ingress.store.accept(event).await.map_err(|error| {
         tracing::error!(route = %route.name, %error, "event not stored");
@@ -185,6 +193,7 @@ async fn accept(
         }
     })?;
     if !accepted.duplicate {
+        ingress.backlog.add(upstreams.len());
         for upstream in &upstreams {
             ingress.wakers.wake(upstream);
         }

@@ -414,6 +414,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn pending(&self, upstreams: &[std::sync::Arc<str>]) -> Result<i64, StoreError> {
+        let upstreams: Vec<String> = upstreams.iter().map(|u| u.to_string()).collect();
+        self.read(move |conn| {
+            // One index range per upstream: the cost follows the backlog, not the table.
+            let mut stmt = conn.prepare_cached(
+                "SELECT COUNT(*) FROM deliveries WHERE upstream = ?1 AND state = 'pending'",
+            )?;
+            let mut total = 0;
+            for upstream in &upstreams {
+                total += stmt.query_row(params![upstream], |r| r.get::<_, i64>(0))?;
+            }
+            Ok(total)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
