@@ -123,9 +123,11 @@ async fn metrics(admin: &Admin) -> Answer {
     if let Ok(depths) = admin.store.queue_depth().await {
         admin.metrics.queue.clear();
         for depth in depths {
+            // Pending deliveries of a paused upstream are reported as the API reports them.
+            let paused = depth.state == "pending" && admin.pauses.is_paused(&depth.upstream);
             let labels = UpstreamState {
+                state: if paused { "paused".into() } else { depth.state },
                 upstream: depth.upstream,
-                state: depth.state,
             };
             admin.metrics.queue.get_or_create(&labels).set(depth.count);
         }
