@@ -4,6 +4,7 @@
 //! (parsed durations, resolved secrets, built verifiers). Every error names the file, the
 //! line and the key.
 
+mod locate;
 pub mod raw;
 pub mod secret;
 pub mod units;
@@ -21,6 +22,7 @@ use crate::admin::AdminConfig;
 use crate::deliver::{BreakerPolicy, RetryPolicy, RetryStatuses, Upstream};
 use crate::route::{DedupKey, Filter, Route, Target};
 use crate::verify::{BuildContext, OutboundSigner};
+use locate::Locator;
 use raw::{RawConfig, RawRoute, RawTarget, RawUpstream};
 use units::Rate;
 
@@ -192,72 +194,6 @@ impl Config {
             routes,
             warnings,
         })
-    }
-}
-
-/// Turns byte offsets into line and column for error messages.
-struct Locator<'a> {
-    file: &'a Path,
-    text: &'a str,
-}
-
-impl Locator<'_> {
-    fn error(&self, span: Range<usize>, key: &str, message: String) -> ConfigError {
-        let (line, column) = if span == (0..0) {
-            (0, 0)
-        } else {
-            let before = &self.text[..span.start.min(self.text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            (line, column)
-        };
-        ConfigError {
-            file: self.file.to_owned(),
-            line,
-            column,
-            key: key.to_owned(),
-            message,
-        }
-    }
-
-    /// The dotted key a parse error points at: the enclosing `[table]` and the nearest
-    /// `key =` before the error on its line (or the key itself, when the error is on it).
-    fn key_at(&self, span: Range<usize>) -> String {
-        let start = span.start.min(self.text.len());
-        let end = span.end.clamp(start, self.text.len());
-        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let table = self.text[..line_start]
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.starts_with('['))
-            .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
-
-        let spanned = &self.text[start..end];
-        let is_key = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars().all(|c| c.is_alphanumeric() || "_-".contains(c))
-        };
-        let key = if is_key(spanned) {
-            Some(spanned.to_owned())
-        } else {
-            let before = self.text[line_start..start]
-                .rfind('=')
-                .map(|eq| &self.text[line_start..line_start + eq]);
-            before.and_then(|b| {
-                let b = b.trim_end();
-                let from = b.rfind([' ', '{', ',', '\t']).map_or(0, |i| i + 1);
-                let name = b[from..].trim_matches('"');
-                is_key(name).then(|| name.to_owned())
-            })
-        };
-        match (table, key) {
-            (Some(table), Some(key)) => format!("{table}.{key}"),
-            (Some(table), None) => table,
-            (None, Some(key)) => key,
-            (None, None) => "file".to_owned(),
-        }
     }
 }
 
