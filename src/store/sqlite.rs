@@ -12,6 +12,8 @@ mod inspect;
 #[cfg(test)]
 mod operator_tests;
 mod replay;
+#[cfg(test)]
+mod test_support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -488,38 +490,18 @@ fn id_list(ids: &[i64]) -> String {
 mod tests {
     use std::time::Duration;
 
+    use super::test_support::{event, open};
     use super::*;
-
-    fn event(key: &str, window: Duration, upstreams: &[&str]) -> NewEvent {
-        NewEvent {
-            route: "r".into(),
-            dedup_key: key.to_owned(),
-            window,
-            received_at: now_ms(),
-            headers: "{}".into(),
-            content_type: Some("application/json".into()),
-            body: Bytes::from_static(b"{}"),
-            client_ip: "127.0.0.1".into(),
-            proto: "https",
-            upstreams: upstreams.iter().map(|u| (*u).into()).collect(),
-        }
-    }
-
-    fn open() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("data/test.db")).unwrap();
-        (dir, store)
-    }
 
     #[tokio::test]
     async fn a_key_inside_its_window_is_a_duplicate_with_the_first_id() {
         let (_dir, store) = open();
         let first = store
-            .accept(event("k", Duration::from_secs(60), &["a"]))
+            .accept(event("r", "k", Duration::from_secs(60), &["a"]))
             .await
             .unwrap();
         let again = store
-            .accept(event("k", Duration::from_secs(60), &["a"]))
+            .accept(event("r", "k", Duration::from_secs(60), &["a"]))
             .await
             .unwrap();
         assert!(!first.duplicate && again.duplicate);
@@ -531,12 +513,12 @@ mod tests {
     async fn a_key_past_its_window_is_accepted_as_a_new_event() {
         let (_dir, store) = open();
         let first = store
-            .accept(event("k", Duration::ZERO, &["a"]))
+            .accept(event("r", "k", Duration::ZERO, &["a"]))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let later = store
-            .accept(event("k", Duration::ZERO, &["a"]))
+            .accept(event("r", "k", Duration::ZERO, &["a"]))
             .await
             .unwrap();
         assert!(!later.duplicate);
@@ -549,7 +531,7 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let store = store.clone();
-            let e = event("same", Duration::from_secs(60), &["a", "b"]);
+            let e = event("r", "same", Duration::from_secs(60), &["a", "b"]);
             tasks.push(tokio::spawn(async move { store.accept(e).await.unwrap() }));
         }
         let mut new = 0;
@@ -566,7 +548,7 @@ mod tests {
     async fn an_attempt_moves_a_delivery_to_its_next_state() {
         let (_dir, store) = open();
         store
-            .accept(event("k", Duration::from_secs(60), &["a"]))
+            .accept(event("r", "k", Duration::from_secs(60), &["a"]))
             .await
             .unwrap();
         let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
@@ -596,11 +578,11 @@ mod tests {
     async fn deliveries_under_way_are_left_out_of_due() {
         let (_dir, store) = open();
         store
-            .accept(event("k1", Duration::from_secs(60), &["a"]))
+            .accept(event("r", "k1", Duration::from_secs(60), &["a"]))
             .await
             .unwrap();
         store
-            .accept(event("k2", Duration::from_secs(60), &["a"]))
+            .accept(event("r", "k2", Duration::from_secs(60), &["a"]))
             .await
             .unwrap();
         let all = store.due("a", now_ms(), 10, &[]).await.unwrap();
@@ -613,11 +595,11 @@ mod tests {
     async fn purge_forgets_expired_keys_and_delivered_events_but_keeps_the_rest() {
         let (_dir, store) = open();
         store
-            .accept(event("gone", Duration::ZERO, &["a"]))
+            .accept(event("r", "gone", Duration::ZERO, &["a"]))
             .await
             .unwrap();
         store
-            .accept(event("kept", Duration::from_secs(60), &["a"]))
+            .accept(event("r", "kept", Duration::from_secs(60), &["a"]))
             .await
             .unwrap();
         let due = store.due("a", now_ms(), 10, &[]).await.unwrap();

@@ -2,32 +2,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::SqliteStore;
+use super::test_support::{event, open};
 use crate::store::inspect::{DeliveryQuery, DeliveryState, EventQuery, RetryFilter, RetryOne};
-use crate::store::{AttemptRecord, NewEvent, Next, Store, now_ms};
-
-fn event(route: &str, key: &str, upstreams: &[&str]) -> NewEvent {
-    NewEvent {
-        route: route.into(),
-        dedup_key: key.to_owned(),
-        window: Duration::from_secs(60),
-        received_at: now_ms(),
-        headers: r#"{"user-agent":"test"}"#.into(),
-        content_type: Some("application/json".into()),
-        body: Bytes::from_static(b"{\"n\":1}"),
-        client_ip: "127.0.0.1".into(),
-        proto: "https",
-        upstreams: upstreams.iter().map(|u| (*u).into()).collect(),
-    }
-}
-
-fn open() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("test.db")).unwrap();
-    (dir, store)
-}
+use crate::store::{AttemptRecord, Next, Store, now_ms};
 
 /// Makes every pending delivery to `upstream` dead after one refused attempt.
 async fn kill_all(store: &SqliteStore, upstream: &str) {
@@ -57,8 +35,14 @@ fn in_state(state: DeliveryState) -> DeliveryQuery {
 #[tokio::test]
 async fn events_are_listed_newest_first_and_filtered() {
     let (_dir, store) = open();
-    let first = store.accept(event("a", "1", &["u"])).await.unwrap();
-    let second = store.accept(event("b", "2", &["u"])).await.unwrap();
+    let first = store
+        .accept(event("a", "1", Duration::from_secs(60), &["u"]))
+        .await
+        .unwrap();
+    let second = store
+        .accept(event("b", "2", Duration::from_secs(60), &["u"]))
+        .await
+        .unwrap();
     let all = EventQuery {
         limit: 10,
         ..EventQuery::default()
@@ -82,7 +66,10 @@ async fn events_are_listed_newest_first_and_filtered() {
 #[tokio::test]
 async fn one_event_shows_its_headers_deliveries_and_attempts() {
     let (_dir, store) = open();
-    let accepted = store.accept(event("a", "1", &["u", "v"])).await.unwrap();
+    let accepted = store
+        .accept(event("a", "1", Duration::from_secs(60), &["u", "v"]))
+        .await
+        .unwrap();
     kill_all(&store, "u").await;
 
     let detail = store.event(&accepted.id).await.unwrap().unwrap();
@@ -100,8 +87,14 @@ async fn one_event_shows_its_headers_deliveries_and_attempts() {
 #[tokio::test]
 async fn deliveries_are_listed_by_state_upstream_and_route() {
     let (_dir, store) = open();
-    store.accept(event("a", "1", &["u", "v"])).await.unwrap();
-    store.accept(event("b", "2", &["u"])).await.unwrap();
+    store
+        .accept(event("a", "1", Duration::from_secs(60), &["u", "v"]))
+        .await
+        .unwrap();
+    store
+        .accept(event("b", "2", Duration::from_secs(60), &["u"]))
+        .await
+        .unwrap();
     kill_all(&store, "u").await;
 
     let dead = store
@@ -125,7 +118,10 @@ async fn deliveries_are_listed_by_state_upstream_and_route() {
 #[tokio::test]
 async fn a_retried_dead_letter_is_due_now_and_keeps_its_attempts() {
     let (_dir, store) = open();
-    let accepted = store.accept(event("a", "1", &["u"])).await.unwrap();
+    let accepted = store
+        .accept(event("a", "1", Duration::from_secs(60), &["u"]))
+        .await
+        .unwrap();
     kill_all(&store, "u").await;
     let id = store
         .deliveries(in_state(DeliveryState::Dead))
@@ -154,7 +150,10 @@ async fn a_retried_dead_letter_is_due_now_and_keeps_its_attempts() {
 async fn retry_all_replays_what_matches_in_batches() {
     let (_dir, store) = open();
     for key in ["1", "2", "3"] {
-        store.accept(event("a", key, &["u", "v"])).await.unwrap();
+        store
+            .accept(event("a", key, Duration::from_secs(60), &["u", "v"]))
+            .await
+            .unwrap();
     }
     kill_all(&store, "u").await;
     kill_all(&store, "v").await;
@@ -188,7 +187,10 @@ async fn a_paused_upstream_lists_its_pending_deliveries_as_paused_and_survives_r
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("test.db");
     let store = SqliteStore::open(&path).unwrap();
-    store.accept(event("a", "1", &["u", "v"])).await.unwrap();
+    store
+        .accept(event("a", "1", Duration::from_secs(60), &["u", "v"]))
+        .await
+        .unwrap();
     store.set_paused("u", true).await.unwrap();
     store.set_paused("u", true).await.unwrap();
 
