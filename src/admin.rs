@@ -102,7 +102,10 @@ async fn handle(admin: &Admin, request: Request<hyper::body::Incoming>) -> Answe
             ),
         },
         "/metrics" => metrics(admin).await,
-        _ => text(StatusCode::NOT_FOUND, "{\"error\":\"not_found\"}\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"not_found\",\"message\":\"no such admin endpoint\"}\n",
+        ),
     }
 }
 

@@ -72,7 +72,9 @@ fn configuration_errors_name_the_file_line_and_key() {
         base.replace("initial = \"50ms\"", "initial = \"fast\"") + &pulse_route("[\"u\"]");
     let shown = check_fails(&bad_duration);
     assert!(
-        shown.contains(":8:") && shown.contains("upstreams.u.initial") && shown.contains("fast"),
+        shown.contains(":8:")
+            && shown.contains("upstreams.u.retry.initial")
+            && shown.contains("fast"),
         "{shown}"
     );
 

@@ -80,13 +80,13 @@ impl Params {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
-    /// `limit`: a whole number from 1, capped at the store's ceiling.
+    /// `limit`: a whole number from 1 up to the store's ceiling.
     pub(super) fn limit(&self) -> Result<Option<usize>, ApiError> {
         let Some(text) = self.text("limit") else {
             return Ok(None);
         };
         match text.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Some(n.min(MAX_LIMIT))),
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(Some(n)),
             _ => Err(ApiError::bad_query(format!(
                 "limit {text:?} must be a whole number from 1 to {MAX_LIMIT}"
             ))),

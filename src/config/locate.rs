@@ -62,11 +62,43 @@ impl Locator<'_> {
                 is_key(name).then(|| name.to_owned())
             })
         };
-        match (table, key) {
-            (Some(table), Some(key)) => format!("{table}.{key}"),
-            (Some(table), None) => table,
-            (None, Some(key)) => key,
-            (None, None) => "file".to_owned(),
+        let path: Vec<String> = table
+            .into_iter()
+            .chain(open_inline_tables(&self.text[line_start..start]))
+            .chain(key)
+            .collect();
+        if path.is_empty() {
+            "file".to_owned()
+        } else {
+            path.join(".")
         }
     }
+}
+
+/// The keys of the inline tables (`retry = { ...`) still open at the end of `line`.
+fn open_inline_tables(line: &str) -> Vec<String> {
+    let (mut open, mut word, mut last_key) = (Vec::new(), String::new(), String::new());
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            _ if quoted => word.push(c),
+            '=' => {
+                last_key = std::mem::take(&mut word)
+                    .trim()
+                    .trim_matches('"')
+                    .to_owned()
+            }
+            '{' => {
+                open.push(std::mem::take(&mut last_key));
+                word.clear();
+            }
+            '}' => {
+                open.pop();
+            }
+            ',' => word.clear(),
+            _ => word.push(c),
+        }
+    }
+    open
 }
