@@ -104,3 +104,153 @@ async fn a_callback_url_for_one_job_cannot_take_another_jobs_dedup_key() {
     let again = client.post(&url_for("99"), &[], body).await;
     assert_eq!(again.status, 200, "and job 99's retry is its duplicate");
 }
+
+/// The gateway binary with every log line it writes collected.
+struct Logged {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_logged(site: &Site) -> (Logged, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "-c"])
+        .arg(&site.config_path)
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hookgate starts");
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(port) = line.split("listen=https://127.0.0.1:").nth(1) {
+                let _ = tx.send(port.split_whitespace().next().unwrap_or("").parse::<u16>());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let port = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    (Logged { child, lines }, port)
+}
+
+#[tokio::test]
+async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
+    const HMAC_SECRET: &str = "hmac-secret-4b1d";
+    const PASSWORD: &str = "basic-password-77e2";
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let route = |name: &str, verify: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nverify = {verify}\nupstreams = [\"u\"]\n"
+        )
+    };
+    let token = "{ file = \"pulse.token\" }";
+    let toml = server_toml("")
+        + &upstream_toml("u", &upstream.url("/in"), "")
+        + &route(
+            "query",
+            &format!("{{ scheme = \"token\", query = \"token\", secrets = [{token}] }}"),
+        )
+        + &route(
+            "header",
+            &format!("{{ scheme = \"token\", header = \"X-Api-Key\", secrets = [{token}] }}"),
+        )
+        + &route(
+            "path",
+            &format!("{{ scheme = \"token\", path = true, secrets = [{token}] }}"),
+        )
+        + &route(
+            "hmac",
+            &format!("{{ scheme = \"hmac\", header = \"X-Sig\", secrets = [\"{HMAC_SECRET}\"] }}"),
+        )
+        + &route(
+            "basic",
+            &format!(
+                "{{ scheme = \"basic\", users = [{{ user = \"pulse\", password = \"{PASSWORD}\" }}] }}"
+            ),
+        );
+    let site = Site::new(&toml);
+    let (gateway, port) = run_logged(&site);
+    let client = site.client();
+    let base = format!("https://localhost:{port}/hooks");
+    let body = br#"{"request_id":"log-check"}"#;
+    let signature = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("pulse:{PASSWORD}"))
+    };
+    let authorization = format!("Basic {basic}");
+    let cookie = "session=cookie-value-9f3a";
+
+    for (url, headers) in [
+        (format!("{base}/query?token={TOKEN}"), vec![]),
+        (format!("{base}/query?token={TOKEN}-wrong"), vec![]),
+        (format!("{base}/header"), vec![("x-api-key", TOKEN)]),
+        (format!("{base}/path/{TOKEN}"), vec![("cookie", cookie)]),
+        (format!("{base}/path/{TOKEN}x"), vec![]),
+        (format!("{base}/hmac"), vec![("x-sig", signature.as_str())]),
+        (
+            format!("{base}/basic"),
+            vec![("authorization", authorization.as_str())],
+        ),
+    ] {
+        let answer = client.post(&url, &headers, body).await;
+        assert!(answer.status.as_u16() < 500, "{url}: {}", answer.status);
+    }
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() >= 5).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let lines = gateway.lines.lock().unwrap().clone();
+    assert!(lines.len() > 20, "the run logged something to search");
+    for secret in [
+        TOKEN,
+        HMAC_SECRET,
+        PASSWORD,
+        signature.as_str(),
+        basic.as_str(),
+        "cookie-value-9f3a",
+    ] {
+        let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
+        assert!(
+            leaks.is_empty(),
+            "{secret:?} appears in the log:\n{leaks:#?}"
+        );
+    }
+    let stored = count(&site.db_path(), "SELECT COUNT(*) FROM events");
+    assert_eq!(stored, 5);
+    let conn = rusqlite::Connection::open(site.db_path()).unwrap();
+    let mut stmt = conn.prepare("SELECT headers FROM events").unwrap();
+    let headers: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for secret in [
+        TOKEN,
+        signature.as_str(),
+        basic.as_str(),
+        "cookie-value-9f3a",
+    ] {
+        assert!(
+            headers.iter().all(|h| !h.contains(secret)),
+            "{secret:?} stored in {headers:?}"
+        );
+    }
+}
