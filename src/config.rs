@@ -129,7 +129,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = locate.key_at(span.clone());
-            locate.error(span, &key, e.message().to_owned())
+            locate.error(span, &key, locate::with_suggestion(e.message()))
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         Config::from_raw(raw, &base, &locate)

@@ -56,6 +56,11 @@ fn configuration_errors_name_the_file_line_and_key() {
     let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
 
     let typo = base.clone() + &pulse_route("[\"u\"]").replace("limited_status", "limted_status");
+    let shown_typo = check_fails(&typo);
+    assert!(
+        shown_typo.contains("did you mean `limited_status`?"),
+        "{shown_typo}"
+    );
     let shown = check_fails(&typo);
     assert!(
         shown.contains("gateway.toml:") && shown.contains("limted_status"),

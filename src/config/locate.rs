@@ -102,3 +102,69 @@ fn open_inline_tables(line: &str) -> Vec<String> {
     }
     open
 }
+
+/// A parse message with a hint for a typo: "unknown field `lisen`, expected one of
+/// `listen`, ..." gains "; did you mean `listen`?".
+pub(super) fn with_suggestion(message: &str) -> String {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let Some((typed, known)) = quoted.split_first() else {
+        return message.to_owned();
+    };
+    let nearest = known
+        .iter()
+        .map(|k| (edit_distance(typed, k), *k))
+        .filter(|(d, k)| *d > 0 && *d <= (k.len() / 3).max(2))
+        .min();
+    match nearest {
+        Some((_, key)) if message.starts_with("unknown") => {
+            format!("{message}; did you mean `{key}`?")
+        }
+        _ => message.to_owned(),
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_of_a_known_key_gets_a_suggestion() {
+        let message = "unknown field `lisen`, expected one of `listen`, `tls`, `max_body`";
+        assert!(with_suggestion(message).ends_with("did you mean `listen`?"));
+    }
+
+    #[test]
+    fn a_key_like_none_of_the_known_ones_gets_none() {
+        let message = "unknown field `colour`, expected one of `listen`, `tls`";
+        assert_eq!(with_suggestion(message), message);
+    }
+
+    #[test]
+    fn nested_inline_tables_name_the_whole_path() {
+        let text = "[upstreams.a]\nretry = { max_attempts = 3, bogus = 1 }\n";
+        let locate = Locator {
+            file: Path::new("gateway.toml"),
+            text,
+        };
+        let start = text.find("bogus").unwrap();
+        assert_eq!(locate.key_at(start..start + 5), "upstreams.a.retry.bogus");
+    }
+}
