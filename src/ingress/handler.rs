@@ -108,41 +108,8 @@ async fn accept(
     body: hyper::body::Incoming,
     tail: Option<&str>,
 ) -> Result<crate::store::Accepted, Rejection> {
-    if parts.method != Method::POST {
-        return Err(Rejection::MethodNotAllowed);
-    }
-    if !route.allow.is_empty() && !route.allow.iter().any(|net| net.contains(&client)) {
-        return Err(Rejection::Forbidden);
-    }
-    let limited = |limiter| {
-        move |retry_after| Rejection::Limited {
-            status: route.limited_status,
-            retry_after,
-            limiter,
-        }
-    };
-    ingress
-        .limits
-        .check_client(client)
-        .map_err(limited("client"))?;
-    if declared_length(&parts.headers).is_some_and(|n| n > route.max_body) {
-        return Err(Rejection::TooLarge {
-            limit: route.max_body,
-        });
-    }
-
     let now = now_ms() as u64 / 1_000;
-    let before_body = Incoming {
-        headers: &parts.headers,
-        query: parts.uri.query(),
-        path_tail: tail,
-        body: &[],
-        now,
-    };
-    route
-        .verifier
-        .precheck(&before_body)
-        .map_err(Rejection::Unauthorized)?;
+    admit(ingress, route, client, &parts, tail, now)?;
 
     let encoding = content_encoding(&parts.headers)?;
     let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
@@ -158,27 +125,86 @@ async fn accept(
         body: signed,
         now,
     };
+    verify(ingress, route, &incoming)?;
+
+    let scope = route.verifier.dedup_scope(&incoming);
+    let event = new_event(ingress, route, client, &parts, body, scope)?;
+    store(ingress, route, event).await
+}
+
+/// What is decided before the body is read: method, allow list, client rate, declared
+/// size, and whatever the scheme can judge from the URL and headers alone.
+fn admit(
+    ingress: &Ingress,
+    route: &Route,
+    client: IpAddr,
+    parts: &Parts,
+    tail: Option<&str>,
+    now: u64,
+) -> Result<(), Rejection> {
+    if parts.method != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    if !route.allow.is_empty() && !route.allow.iter().any(|net| net.contains(&client)) {
+        return Err(Rejection::Forbidden);
+    }
+    ingress
+        .limits
+        .check_client(client)
+        .map_err(|retry_after| limited(route, "client", retry_after))?;
+    if declared_length(&parts.headers).is_some_and(|n| n > route.max_body) {
+        return Err(Rejection::TooLarge {
+            limit: route.max_body,
+        });
+    }
+    let before_body = Incoming {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        path_tail: tail,
+        body: &[],
+        now,
+    };
+    route
+        .verifier
+        .precheck(&before_body)
+        .map_err(Rejection::Unauthorized)
+}
+
+/// The scheme's verdict on the whole request, then the route's rate.
+fn verify(ingress: &Ingress, route: &Route, incoming: &Incoming<'_>) -> Result<(), Rejection> {
     let verified = route
         .verifier
-        .verify(&incoming)
+        .verify(incoming)
         .map_err(Rejection::Unauthorized)?;
     ingress
         .limits
         .check_route(&route.name)
-        .map_err(limited("route"))?;
+        .map_err(|retry_after| limited(route, "route", retry_after))?;
     if let Some(skew) = verified.skew_secs {
         let labels = RouteLabel {
             route: route.name.to_string(),
         };
-        ingress
-            .metrics
-            .clock_skew
-            .get_or_create(&labels)
-            .observe(skew as f64);
+        let histogram = ingress.metrics.clock_skew.get_or_create(&labels);
+        histogram.observe(skew as f64);
     }
+    Ok(())
+}
 
-    let scope = route.verifier.dedup_scope(&incoming);
-    let event = new_event(ingress, route, client, &parts, body, scope)?;
+fn limited(route: &Route, limiter: &'static str, retry_after: u64) -> Rejection {
+    Rejection::Limited {
+        status: route.limited_status,
+        retry_after,
+        limiter,
+    }
+}
+
+/// Stores the event durably, unless the queue is past its high-water mark, and wakes the
+/// upstreams that got a delivery.
+async fn store(
+    ingress: &Ingress,
+    route: &Route,
+    event: NewEvent,
+) -> Result<crate::store::Accepted, Rejection> {
     if ingress.backlog.is_full() {
         tracing::warn!(route = %route.name, "delivery queue past its high-water mark");
         return Err(Rejection::Unavailable {
