@@ -65,6 +65,7 @@ impl Gateway {
             tracing::warn!("{warning}");
         }
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_path)?);
+        warn_of_orphans(store.as_ref(), config).await;
         let tls = match &config.server.tls {
             Some(files) => Some(TlsAcceptor::from(ingress::tls::server_config(files)?)),
             None => None,
@@ -162,6 +163,20 @@ impl Gateway {
         let _ = self.ingress.await;
         self.dispatcher.join().await;
         tracing::info!("hookgate stopped");
+    }
+}
+
+/// Says so when the store holds pending deliveries for upstreams the file no longer names:
+/// they are kept, but nothing sends them until the upstream is configured again.
+async fn warn_of_orphans(store: &dyn Store, config: &Config) {
+    let Ok(depths) = store.queue_depth().await else {
+        return;
+    };
+    for depth in depths.iter().filter(|d| d.state == "pending") {
+        if !config.upstreams.iter().any(|u| *u.name == *depth.upstream) {
+            tracing::warn!(upstream = %depth.upstream, pending = depth.count,
+                "pending deliveries for an upstream that is no longer configured");
+        }
     }
 }
 
