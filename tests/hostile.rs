@@ -254,3 +254,42 @@ async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
         );
     }
 }
+
+#[tokio::test]
+async fn pending_deliveries_of_a_removed_upstream_are_warned_about_at_start() {
+    let gone = "[upstreams.gone]\nurl = \"http://127.0.0.1:9/\"\nbreaker = { failures = 1, cooldown = \"1h\" }\n";
+    let kept = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + gone
+        + &upstream_toml("kept", &kept.url("/in"), "")
+        + &pulse_route("[\"gone\", \"kept\"]");
+    let site = Site::new(&toml);
+    let (gateway, port) = run_logged(&site);
+    let url = format!("https://localhost:{port}/hooks/pulse?token={TOKEN}");
+    assert_eq!(
+        site.client()
+            .post(&url, &[], br#"{"request_id":"o1"}"#)
+            .await
+            .status,
+        202
+    );
+    drop(gateway);
+
+    let without =
+        server_toml("") + &upstream_toml("kept", &kept.url("/in"), "") + &pulse_route("[\"kept\"]");
+    std::fs::write(&site.config_path, without).unwrap();
+    let (gateway, _) = run_logged(&site);
+    let warned = eventually(Duration::from_secs(5), || {
+        let lines = gateway.lines.lock().unwrap();
+        lines
+            .iter()
+            .any(|l| l.contains("no longer configured") && l.contains("upstream=gone"))
+    })
+    .await;
+    assert!(warned, "no warning about the upstream that was removed");
+    let pending = count(
+        &site.db_path(),
+        "SELECT COUNT(*) FROM deliveries WHERE upstream = 'gone' AND state = 'pending'",
+    );
+    assert_eq!(pending, 1, "its delivery is kept");
+}
