@@ -95,7 +95,7 @@ fn load(path: &Path) -> Result<Config, String> {
 
 async fn run(path: &Path) -> CliResult {
     let config = load(path)?;
-    crate::gateway::run(&config)
+    crate::gateway::run(path, &config)
         .await
         .map_err(|e| e.to_string())
 }

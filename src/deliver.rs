@@ -7,8 +7,8 @@ mod pause;
 mod retry;
 mod worker;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -45,59 +45,125 @@ pub struct Upstream {
     pub signer: Option<OutboundSigner>,
 }
 
-/// The running schedulers.
+/// The running schedulers, one per upstream; [`Dispatcher::reload`] swaps their settings.
 #[derive(Debug)]
 pub struct Dispatcher {
     wakers: Wakers,
+    pauses: Pauses,
+    store: Arc<dyn Store>,
+    client: Client,
+    grace: Duration,
+    metrics: Arc<Metrics>,
+    running: HashMap<Arc<str>, Running>,
     tasks: JoinSet<()>,
 }
 
-/// Tells schedulers that new work is due; cheap to clone.
+/// One upstream's scheduler: how to stop it, and the ids it has attempts under way for,
+/// which outlive a reload so the next scheduler never sends them twice.
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    in_flight: Arc<Mutex<HashSet<i64>>>,
+}
+
+/// Tells schedulers that new work is due; cheap to clone, and follows reloads.
 #[derive(Debug, Clone, Default)]
-pub struct Wakers(Arc<HashMap<Arc<str>, Arc<Notify>>>);
+pub struct Wakers(Arc<RwLock<HashMap<Arc<str>, Arc<Notify>>>>);
 
 impl Wakers {
     /// Tells `upstream`'s scheduler that a delivery may be due.
     pub fn wake(&self, upstream: &str) {
-        if let Some(wake) = self.0.get(upstream) {
+        if let Some(wake) = self.read().get(upstream) {
             wake.notify_one();
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Notify>>> {
+        // A plain map; no code panics while holding it.
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh waker for a new scheduler of `upstream`: a wake meant for it can then never
+    /// be taken by the scheduler it replaces.
+    fn renew(&self, upstream: &Arc<str>) -> Arc<Notify> {
+        let wake = Arc::new(Notify::new());
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.insert(upstream.clone(), wake.clone());
+        wake
     }
 }
 
 impl Dispatcher {
-    /// Starts one scheduler per upstream, holding back those `pauses` marks. They stop when
-    /// `stop` turns true, letting attempts under way finish within `grace`.
+    /// Starts one scheduler per upstream, holding back those `pauses` marks. Attempts under
+    /// way get `grace` to finish when a scheduler is stopped.
     pub fn start(
         upstreams: &[Arc<Upstream>],
         pauses: &Pauses,
         store: Arc<dyn Store>,
         client: Client,
-        stop: watch::Receiver<bool>,
         grace: Duration,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
-        let mut wakers = HashMap::new();
-        let mut tasks = JoinSet::new();
+        let mut dispatcher = Dispatcher {
+            wakers: Wakers::default(),
+            pauses: pauses.clone(),
+            store,
+            client,
+            grace,
+            metrics,
+            running: HashMap::new(),
+            tasks: JoinSet::new(),
+        };
+        dispatcher.reload(upstreams);
+        dispatcher
+    }
+
+    /// Runs `upstreams` from now on: schedulers of upstreams no longer named stop, the others
+    /// restart with their new settings, new ones start. Attempts under way finish.
+    pub fn reload(&mut self, upstreams: &[Arc<Upstream>]) {
+        let names: Vec<&Arc<str>> = upstreams.iter().map(|u| &u.name).collect();
+        self.running.retain(|name, running| {
+            let kept = names.contains(&name);
+            if !kept {
+                let _ = running.stop.send(true);
+            }
+            kept
+        });
         for upstream in upstreams {
-            let wake = Arc::new(Notify::new());
-            wakers.insert(upstream.name.clone(), wake.clone());
-            let scheduler = worker::Scheduler {
-                upstream: upstream.clone(),
-                store: store.clone(),
-                client: client.clone(),
-                wake,
-                paused: pauses.flag(&upstream.name),
-                stop: stop.clone(),
-                grace,
-                metrics: metrics.clone(),
+            let in_flight = match self.running.remove(&upstream.name) {
+                Some(old) => {
+                    let _ = old.stop.send(true);
+                    old.in_flight
+                }
+                None => Arc::default(),
             };
-            tasks.spawn(scheduler.run());
+            self.spawn(upstream.clone(), in_flight);
         }
-        Dispatcher {
-            wakers: Wakers(Arc::new(wakers)),
-            tasks,
-        }
+    }
+
+    fn spawn(&mut self, upstream: Arc<Upstream>, in_flight: Arc<Mutex<HashSet<i64>>>) {
+        let (stop, stopped) = watch::channel(false);
+        self.pauses.ensure(&upstream.name);
+        let scheduler = worker::Scheduler {
+            wake: self.wakers.renew(&upstream.name),
+            paused: self.pauses.flag(&upstream.name),
+            store: self.store.clone(),
+            client: self.client.clone(),
+            stop: stopped,
+            grace: self.grace,
+            metrics: self.metrics.clone(),
+            in_flight: in_flight.clone(),
+            upstream: upstream.clone(),
+        };
+        self.tasks.spawn(scheduler.run());
+        self.running
+            .insert(upstream.name.clone(), Running { stop, in_flight });
+        while self.tasks.try_join_next().is_some() {}
     }
 
     /// A handle to wake the schedulers.
@@ -105,8 +171,11 @@ impl Dispatcher {
         self.wakers.clone()
     }
 
-    /// Waits for every scheduler to stop (after `stop` was signalled).
-    pub async fn join(mut self) {
+    /// Stops every scheduler and waits for them, attempts under way included.
+    pub async fn shutdown(mut self) {
+        for running in self.running.values() {
+            let _ = running.stop.send(true);
+        }
         while self.tasks.join_next().await.is_some() {}
     }
 }

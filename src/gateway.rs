@@ -1,6 +1,7 @@
 //! Wires the stages together for one configuration, and takes them down in order.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::deliver::{Dispatcher, Pauses, build_client};
-use crate::ingress::{self, Backlog, Ingress, Limits};
+use crate::ingress::{self, Backlog, Ingress, Limits, Live};
 use crate::route::Router;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -48,6 +49,28 @@ pub enum StartError {
     },
 }
 
+/// Why a new configuration was refused; the old one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The change needs a restart.
+    #[error("{0} changed: restart to apply it")]
+    NeedsRestart(&'static str),
+    /// The new certificate or key is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] ingress::tls::TlsError),
+    /// An upstream that was removed still has deliveries to make.
+    #[error("upstream {upstream} was removed but has {pending} pending deliveries")]
+    PendingForRemoved {
+        /// The upstream.
+        upstream: String,
+        /// How many.
+        pending: i64,
+    },
+    /// The store could not be asked.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Gateway {
@@ -55,7 +78,29 @@ pub struct Gateway {
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     ingress: JoinHandle<()>,
+    live: Arc<Live>,
     dispatcher: Dispatcher,
+    /// What a reload may not change: listen address, store, admin listener, TLS or not.
+    fixed: Fixed,
+}
+
+#[derive(Debug, PartialEq)]
+struct Fixed {
+    listen: SocketAddr,
+    store: std::path::PathBuf,
+    admin: Option<SocketAddr>,
+    tls: bool,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Fixed {
+        Fixed {
+            listen: config.server.listen,
+            store: config.store_path.clone(),
+            admin: config.admin.as_ref().map(|a| a.listen),
+            tls: config.server.tls.is_some(),
+        }
+    }
 }
 
 impl Gateway {
@@ -66,10 +111,7 @@ impl Gateway {
         }
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_path)?);
         warn_of_orphans(store.as_ref(), config).await;
-        let tls = match &config.server.tls {
-            Some(files) => Some(TlsAcceptor::from(ingress::tls::server_config(files)?)),
-            None => None,
-        };
+        let tls = tls_acceptor(config)?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -86,7 +128,6 @@ impl Gateway {
             &pauses,
             store.clone(),
             build_client(),
-            stopped.clone(),
             GRACE,
             metrics.clone(),
         );
@@ -111,25 +152,13 @@ impl Gateway {
             }
             None => None,
         };
-        let ingress = Arc::new(Ingress {
-            router: Router::new(config.routes.clone()),
-            limits: Limits::new(config.server.client_rate, &config.routes),
-            server: config.server.clone(),
-            store,
-            wakers: dispatcher.wakers(),
-            proto: if tls.is_some() { "https" } else { "http" },
-            metrics,
-            backlog: Arc::new(Backlog::new(config.high_water)),
-        });
-        tokio::spawn(sweep_limiters(ingress.clone(), stopped.clone()));
-        let names: Vec<Arc<str>> = config.upstreams.iter().map(|u| u.name.clone()).collect();
-        tokio::spawn(count_backlog(ingress.clone(), names, stopped.clone()));
-        tokio::spawn(purge_store(
-            ingress.store.clone(),
-            config.retention,
-            stopped.clone(),
-        ));
-        let serve = ingress::serve(listener, tls, ingress, stopped, GRACE);
+        let backlog = Arc::new(Backlog::new(config.high_water));
+        let ingress = new_ingress(config, &store, &dispatcher, metrics, backlog);
+        let live = Arc::new(Live::new(ingress, tls));
+        tokio::spawn(sweep_limiters(live.clone(), stopped.clone()));
+        tokio::spawn(count_backlog(live.clone(), stopped.clone()));
+        tokio::spawn(purge_store(store, config.retention, stopped.clone()));
+        let serve = ingress::serve(listener, live.clone(), stopped, GRACE);
 
         tracing::info!(
             listen = %ingress::describe(addr, config.server.tls.is_some()),
@@ -143,8 +172,66 @@ impl Gateway {
             admin_addr,
             stop,
             ingress: tokio::spawn(serve),
+            live,
             dispatcher,
+            fixed: Fixed::of(config),
         })
+    }
+
+    /// Serves `config` from now on without dropping a connection or a queued delivery:
+    /// routes, secrets, limits, upstreams and certificates. Refused, with the old
+    /// configuration still serving, when it would strand deliveries or needs a restart.
+    pub async fn reload(&mut self, config: &Config) -> Result<(), ReloadError> {
+        let fixed = Fixed::of(config);
+        for (same, what) in [
+            (fixed.listen == self.fixed.listen, "server.listen"),
+            (fixed.store == self.fixed.store, "store.path"),
+            (fixed.admin == self.fixed.admin, "admin.listen"),
+            (fixed.tls == self.fixed.tls, "server.tls (on or off)"),
+        ] {
+            if !same {
+                return Err(ReloadError::NeedsRestart(what));
+            }
+        }
+        let old = self.live.ingress();
+        let removed: Vec<Arc<str>> = old
+            .upstreams
+            .iter()
+            .filter(|name| !config.upstreams.iter().any(|u| u.name == **name))
+            .cloned()
+            .collect();
+        let pending = old.store.pending(&removed).await?;
+        if pending > 0 {
+            let upstream = removed
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ReloadError::PendingForRemoved { upstream, pending });
+        }
+        let tls = tls_acceptor(config).map_err(|e| match e {
+            StartError::Tls(e) => ReloadError::Tls(e),
+            other => ReloadError::Store(StoreError::Database(other.to_string())),
+        })?;
+
+        self.dispatcher.reload(&config.upstreams);
+        let ingress = new_ingress(
+            config,
+            &old.store,
+            &self.dispatcher,
+            old.metrics.clone(),
+            old.backlog.clone(),
+        );
+        self.live.replace(ingress, tls);
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        tracing::info!(
+            routes = config.routes.len(),
+            upstreams = config.upstreams.len(),
+            "configuration reloaded"
+        );
+        Ok(())
     }
 
     /// The address the listener is bound to.
@@ -161,9 +248,40 @@ impl Gateway {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.ingress.await;
-        self.dispatcher.join().await;
+        self.dispatcher.shutdown().await;
         tracing::info!("hookgate stopped");
     }
+}
+
+fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+    match &config.server.tls {
+        Some(files) => Ok(Some(TlsAcceptor::from(ingress::tls::server_config(files)?))),
+        None => Ok(None),
+    }
+}
+
+fn new_ingress(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    dispatcher: &Dispatcher,
+    metrics: Arc<Metrics>,
+    backlog: Arc<Backlog>,
+) -> Arc<Ingress> {
+    Arc::new(Ingress {
+        router: Router::new(config.routes.clone()),
+        limits: Limits::new(config.server.client_rate, &config.routes),
+        server: config.server.clone(),
+        store: store.clone(),
+        wakers: dispatcher.wakers(),
+        proto: if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        metrics,
+        backlog,
+        upstreams: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+    })
 }
 
 /// Says so when the store holds pending deliveries for upstreams the file no longer names:
@@ -180,23 +298,20 @@ async fn warn_of_orphans(store: &dyn Store, config: &Config) {
     }
 }
 
-async fn sweep_limiters(ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) {
+async fn sweep_limiters(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(LIMITER_SWEEP) => ingress.limits.forget_idle_clients(),
+            _ = tokio::time::sleep(LIMITER_SWEEP) => live.ingress().limits.forget_idle_clients(),
             _ = stop.changed() => return,
         }
     }
 }
 
 /// Recounts pending deliveries every second for the high-water mark.
-async fn count_backlog(
-    ingress: Arc<Ingress>,
-    upstreams: Vec<Arc<str>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn count_backlog(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
-        match ingress.store.pending(&upstreams).await {
+        let ingress = live.ingress();
+        match ingress.store.pending(&ingress.upstreams).await {
             Ok(pending) => ingress.backlog.set(pending),
             Err(error) => tracing::warn!(%error, "cannot count the delivery queue"),
         }
@@ -233,26 +348,42 @@ async fn purge_store(store: Arc<dyn Store>, retention: Duration, mut stop: watch
     }
 }
 
-/// Runs the gateway until `SIGTERM` or `SIGINT`, then shuts it down gracefully.
-pub async fn run(config: &Config) -> Result<(), StartError> {
-    let gateway = Gateway::start(config).await?;
-    wait_for_signal().await;
+/// Runs the gateway until `SIGTERM` or `SIGINT`, then shuts it down gracefully. `SIGHUP`
+/// reloads `path`: a file that does not load, or a change that is refused, is logged and the
+/// running configuration keeps serving.
+pub async fn run(path: &Path, config: &Config) -> Result<(), StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut gateway = Gateway::start(config).await?;
+    let signals = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut term), Ok(mut hup)) = signals else {
+        tracing::warn!("signal handlers unavailable: only Ctrl-C stops the gateway");
+        let _ = tokio::signal::ctrl_c().await;
+        gateway.shutdown().await;
+        return Ok(());
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => reload(&mut gateway, path).await,
+        }
+    }
     tracing::info!("shutting down");
     gateway.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+async fn reload(gateway: &mut Gateway, path: &Path) {
+    tracing::info!(file = %path.display(), "reloading the configuration");
+    let outcome = match Config::load(path) {
+        Ok(config) => gateway.reload(&config).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = outcome {
+        tracing::error!(%error, "configuration reload refused; the running one keeps serving");
     }
 }

@@ -12,7 +12,7 @@ mod limit;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -47,6 +47,53 @@ pub struct Ingress {
     pub metrics: Arc<Metrics>,
     /// The queue's high-water mark.
     pub backlog: Arc<Backlog>,
+    /// The configured upstreams' names.
+    pub upstreams: Vec<Arc<str>>,
+}
+
+/// What ingress serves now: a reload swaps both at once; requests already under way finish
+/// with what they started with.
+pub struct Live {
+    ingress: RwLock<Arc<Ingress>>,
+    tls: RwLock<Option<TlsAcceptor>>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("ingress", &self.ingress())
+            .finish()
+    }
+}
+
+impl Live {
+    /// The first configuration.
+    pub fn new(ingress: Arc<Ingress>, tls: Option<TlsAcceptor>) -> Live {
+        Live {
+            ingress: RwLock::new(ingress),
+            tls: RwLock::new(tls),
+        }
+    }
+
+    /// The configuration for a new request.
+    pub fn ingress(&self) -> Arc<Ingress> {
+        // Held only to clone an `Arc`; nothing panics under it.
+        self.ingress
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The certificate for a new connection; `None` for plain HTTP.
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves `ingress` and `tls` from now on.
+    pub fn replace(&self, ingress: Arc<Ingress>, tls: Option<TlsAcceptor>) {
+        *self.ingress.write().unwrap_or_else(|p| p.into_inner()) = ingress;
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then lets open requests
@@ -54,12 +101,11 @@ pub struct Ingress {
 /// new connections are closed at once so the ones already open keep being served.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    ingress: Arc<Ingress>,
+    live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(ingress.server.max_connections));
+    let slots = Arc::new(Semaphore::new(live.ingress().server.max_connections));
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {
@@ -82,14 +128,7 @@ pub async fn serve(
             _slot: slot,
             _alive: alive.clone(),
         };
-        let task = connection::serve(
-            stream,
-            peer,
-            tls.clone(),
-            ingress.clone(),
-            stop.clone(),
-            held,
-        );
+        let task = connection::serve(stream, peer, live.clone(), stop.clone(), held);
         tokio::spawn(task);
     }
     drop(listener);

@@ -105,47 +105,6 @@ async fn a_callback_url_for_one_job_cannot_take_another_jobs_dedup_key() {
     assert_eq!(again.status, 200, "and job 99's retry is its duplicate");
 }
 
-/// The gateway binary with every log line it writes collected.
-struct Logged {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_logged(site: &Site) -> (Logged, u16) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["run", "-c"])
-        .arg(&site.config_path)
-        .env("RUST_LOG", "trace")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("hookgate starts");
-    let stdout = child.stdout.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(port) = line.split("listen=https://127.0.0.1:").nth(1) {
-                let _ = tx.send(port.split_whitespace().next().unwrap_or("").parse::<u16>());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let port = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
-    (Logged { child, lines }, port)
-}
-
 #[tokio::test]
 async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
     const HMAC_SECRET: &str = "hmac-secret-4b1d";

@@ -2,12 +2,12 @@
 //! under way finish. The flags live in memory; the store keeps them across restarts.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
-/// One pause flag per configured upstream; cheap to clone.
+/// One pause flag per configured upstream; cheap to clone, and follows reloads.
 #[derive(Debug, Clone, Default)]
-pub struct Pauses(Arc<HashMap<Arc<str>, Arc<AtomicBool>>>);
+pub struct Pauses(Arc<RwLock<HashMap<Arc<str>, Arc<AtomicBool>>>>);
 
 impl Pauses {
     /// A flag for each upstream in `names`, raised for those named in `paused`.
@@ -19,17 +19,33 @@ impl Pauses {
                 (name, Arc::new(AtomicBool::new(raised)))
             })
             .collect();
-        Pauses(Arc::new(flags))
+        Pauses(Arc::new(RwLock::new(flags)))
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<AtomicBool>>> {
+        // A plain map; no code panics while holding it.
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Gives `upstream` a flag, lowered, unless it has one.
+    pub(super) fn ensure(&self, upstream: &Arc<str>) {
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(upstream.clone()).or_default();
     }
 
     /// Whether `upstream` is configured.
     pub fn knows(&self, upstream: &str) -> bool {
-        self.0.contains_key(upstream)
+        self.map().contains_key(upstream)
     }
 
     /// Pauses or resumes `upstream`; false when it is not configured.
     pub fn set(&self, upstream: &str, paused: bool) -> bool {
-        match self.0.get(upstream) {
+        match self.map().get(upstream) {
             Some(flag) => {
                 flag.store(paused, Ordering::Release);
                 true
@@ -40,14 +56,14 @@ impl Pauses {
 
     /// Whether `upstream` is paused now.
     pub fn is_paused(&self, upstream: &str) -> bool {
-        self.0
+        self.map()
             .get(upstream)
             .is_some_and(|flag| flag.load(Ordering::Acquire))
     }
 
     /// The flag a scheduler reads; a fresh, lowered one for an unknown name.
     pub(super) fn flag(&self, upstream: &str) -> Arc<AtomicBool> {
-        self.0.get(upstream).cloned().unwrap_or_default()
+        self.map().get(upstream).cloned().unwrap_or_default()
     }
 }
 

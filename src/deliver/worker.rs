@@ -32,6 +32,7 @@ pub(super) struct Scheduler {
     pub(super) stop: watch::Receiver<bool>,
     pub(super) grace: Duration,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) in_flight: Arc<Mutex<HashSet<i64>>>,
 }
 
 /// What an attempt task shares with its scheduler.
@@ -40,7 +41,7 @@ struct Shared {
     store: Arc<dyn Store>,
     client: Client,
     wake: Arc<Notify>,
-    in_flight: Mutex<HashSet<i64>>,
+    in_flight: Arc<Mutex<HashSet<i64>>>,
     breaker: Mutex<Breaker>,
     metrics: Arc<Metrics>,
 }
@@ -52,7 +53,7 @@ impl Scheduler {
             store: self.store.clone(),
             client: self.client.clone(),
             wake: self.wake.clone(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: self.in_flight.clone(),
             breaker: Mutex::new(Breaker::new(self.upstream.breaker)),
             metrics: self.metrics.clone(),
         });

@@ -13,9 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
-use super::{Ingress, handler};
+use super::{Live, handler};
 use crate::config::Server;
 
 /// How often a connection checks whether it has been idle too long.
@@ -32,16 +31,15 @@ pub(super) struct Held {
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    ingress: Arc<Ingress>,
+    live: Arc<Live>,
     stop: watch::Receiver<bool>,
     held: Held,
 ) {
     let _ = stream.set_nodelay(true);
-    let server = ingress.server.clone();
-    let Some(acceptor) = tls else {
+    let server = live.ingress().server.clone();
+    let Some(acceptor) = live.tls() else {
         let builder = builder(&server, None);
-        return drive(TokioIo::new(stream), builder, peer, ingress, stop, held).await;
+        return drive(TokioIo::new(stream), builder, peer, live, stop, held).await;
     };
     let stream = match tokio::time::timeout(server.header_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -51,7 +49,7 @@ pub(super) async fn serve(
     // ALPN already chose the protocol, so no bytes are read to guess it.
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let builder = builder(&server, Some(h2));
-    drive(TokioIo::new(stream), builder, peer, ingress, stop, held).await;
+    drive(TokioIo::new(stream), builder, peer, live, stop, held).await;
 }
 
 /// HTTP/1.1 with the header timeout, HTTP/2 with bounded streams; `h2` fixes the protocol.
@@ -104,20 +102,20 @@ async fn drive<I>(
     io: TokioIo<I>,
     builder: auto::Builder<TokioExecutor>,
     peer: SocketAddr,
-    ingress: Arc<Ingress>,
+    live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
     held: Held,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let server = ingress.server.clone();
+    let server = live.ingress().server.clone();
     let activity = Arc::new(Activity {
         active: AtomicUsize::new(0),
         since: Mutex::new((Instant::now(), false)),
     });
     let tracker = activity.clone();
     let service = service_fn(move |request| {
-        let (ingress, tracker) = (ingress.clone(), tracker.clone());
+        let (ingress, tracker) = (live.ingress(), tracker.clone());
         async move {
             tracker.change(1);
             let response = handler::handle(&ingress, peer.ip(), request).await;

@@ -253,3 +253,52 @@ pub fn count(db: &Path, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("open store");
     conn.query_row(sql, [], |r| r.get(0)).expect("count query")
 }
+
+/// The gateway binary with every log line it writes collected.
+pub struct Logged {
+    pub child: std::process::Child,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run_logged(site: &Site) -> (Logged, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "-c"])
+        .arg(&site.config_path)
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hookgate starts");
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(port) = line.split("listen=https://127.0.0.1:").nth(1) {
+                let _ = tx.send(port.split_whitespace().next().unwrap_or("").parse::<u16>());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let port = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    (Logged { child, lines }, port)
+}
+
+impl Logged {
+    /// Whether some line holds every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().any(|l| parts.iter().all(|p| l.contains(p)))
+    }
+}

@@ -1,0 +1,228 @@
+//! Reloading the configuration: routes, secrets, upstreams and certificates change without a
+//! restart; a change that would strand deliveries, or needs a restart, is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use hookgate::config::Config;
+use hookgate::gateway::ReloadError;
+use support::*;
+
+fn config_with(site: &Site, toml: &str) -> Config {
+    std::fs::write(&site.config_path, toml).unwrap();
+    Config::load(&site.config_path).unwrap()
+}
+
+#[tokio::test]
+async fn a_reload_swaps_secrets_routes_and_upstreams_without_a_restart() {
+    let first = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let second = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let before =
+        server_toml("") + &upstream_toml("u", &first.url("/"), "") + &pulse_route("[\"u\"]");
+    let mut gw = Running::start(&before).await;
+    let client = gw.site.client();
+    let base = gw.url("/hooks/pulse");
+    let post = |token: &str, id: &str| {
+        let url = format!("{base}?token={token}");
+        let body = format!("{{\"request_id\":\"{id}\"}}");
+        let client = &client;
+        async move {
+            client
+                .post(&url, &[], body.as_bytes())
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    assert_eq!(post(TOKEN, "r1").await, 202);
+
+    std::fs::write(
+        gw.site.dir.path().join("pulse.token"),
+        "rotated-token-123456",
+    )
+    .unwrap();
+    let after = server_toml("")
+        + &upstream_toml("u", &second.url("/"), "")
+        + &pulse_route("[\"u\"]")
+        + "[[routes]]\nname = \"gh\"\npath = \"/hooks/gh\"\nverify = { scheme = \"github\", secrets = [\"s\"] }\nupstreams = [\"u\"]\n";
+    let config = config_with(&gw.site, &after);
+    gw.gateway.reload(&config).await.unwrap();
+
+    assert_eq!(
+        post(TOKEN, "r2").await,
+        401,
+        "the old token no longer passes"
+    );
+    assert_eq!(post("rotated-token-123456", "r3").await, 202);
+    let gh = base.replace("/hooks/pulse", "/hooks/gh");
+    let unsigned = client.post(&gh, &[], b"{}").await;
+    assert_eq!(unsigned.status, 401, "the new route exists and verifies");
+    let arrived = eventually(Duration::from_secs(5), || second.accepted().len() == 1).await;
+    let states = count(
+        &gw.site.db_path(),
+        "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
+    );
+    assert!(
+        arrived,
+        "first {} second {} pending {states}",
+        first.received().len(),
+        second.received().len()
+    );
+    assert_eq!(
+        first.accepted().len(),
+        1,
+        "r1 went to the old URL, r3 to the new one"
+    );
+}
+
+#[tokio::test]
+async fn removing_an_upstream_with_pending_deliveries_is_refused_and_the_old_one_serves_on() {
+    let down = "[upstreams.down]\nurl = \"http://127.0.0.1:9/\"\nbreaker = { failures = 1, cooldown = \"1h\" }\n";
+    let up = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let before = server_toml("")
+        + down
+        + &upstream_toml("up", &up.url("/"), "")
+        + &pulse_route("[\"down\", \"up\"]");
+    let mut gw = Running::start(&before).await;
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    assert_eq!(
+        gw.site
+            .client()
+            .post(&url, &[], br#"{"request_id":"p"}"#)
+            .await
+            .status,
+        202
+    );
+
+    let without =
+        server_toml("") + &upstream_toml("up", &up.url("/"), "") + &pulse_route("[\"up\"]");
+    let config = config_with(&gw.site, &without);
+    let refused = gw.gateway.reload(&config).await.unwrap_err();
+    assert!(
+        matches!(refused, ReloadError::PendingForRemoved { pending: 1, .. }),
+        "{refused}"
+    );
+
+    let moved = server_toml("listen = \"127.0.0.1:1\"") + down + &pulse_route("[\"down\"]");
+    let moved = moved.replace("listen = \"127.0.0.1:0\"\n", "");
+    let refused = gw
+        .gateway
+        .reload(&config_with(&gw.site, &moved))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ReloadError::NeedsRestart("server.listen")),
+        "{refused}"
+    );
+
+    let answer = gw
+        .site
+        .client()
+        .post(&url, &[], br#"{"request_id":"q"}"#)
+        .await;
+    assert_eq!(answer.status, 202, "the running configuration still serves");
+}
+
+#[tokio::test]
+async fn a_reload_serves_a_new_certificate_to_new_connections() {
+    let up = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("") + &upstream_toml("u", &up.url("/"), "") + &pulse_route("[\"u\"]");
+    let mut gw = Running::start(&toml).await;
+    let old_cert = std::fs::read(gw.site.cert_path()).unwrap();
+
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(gw.site.cert_path(), pair.cert.pem()).unwrap();
+    std::fs::write(
+        gw.site.dir.path().join("certs/gateway.key"),
+        pair.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let config = Config::load(&gw.site.config_path).unwrap();
+    gw.gateway.reload(&config).await.unwrap();
+
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let answer = gw
+        .site
+        .client()
+        .post(&url, &[], br#"{"request_id":"c"}"#)
+        .await;
+    assert_eq!(
+        answer.status, 202,
+        "a client trusting the new certificate connects"
+    );
+    let old_trust = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(old_trust.path(), old_cert).unwrap();
+    let stale = TestClient::new(old_trust.path(), false);
+    assert!(
+        stale
+            .try_post(&url, br#"{"request_id":"d"}"#)
+            .await
+            .is_none(),
+        "the old certificate is gone"
+    );
+}
+
+#[tokio::test]
+async fn sighup_refuses_a_broken_file_and_applies_a_good_one() {
+    let up = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("") + &upstream_toml("u", &up.url("/"), "") + &pulse_route("[\"u\"]");
+    let site = Site::new(&toml);
+    let (gateway, port) = run_logged(&site);
+    let hangup = || {
+        let pid = gateway.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let client = site.client();
+    let base = format!("https://localhost:{port}/hooks");
+
+    std::fs::write(
+        &site.config_path,
+        toml.replace("[[routes]]", "[[routes]]\nbogus = 1"),
+    )
+    .unwrap();
+    hangup();
+    assert!(
+        eventually(Duration::from_secs(5), || gateway
+            .logged(&["reload refused", "bogus"]))
+        .await
+    );
+    let url = format!("{base}/pulse?token={TOKEN}");
+    assert_eq!(
+        client
+            .post(&url, &[], br#"{"request_id":"a"}"#)
+            .await
+            .status,
+        202
+    );
+
+    let more = toml.clone()
+        + "[[routes]]\nname = \"gh\"\npath = \"/hooks/gh\"\nverify = { scheme = \"github\", secrets = [\"s\"] }\nupstreams = [\"u\"]\n";
+    std::fs::write(&site.config_path, more).unwrap();
+    hangup();
+    assert!(
+        eventually(Duration::from_secs(5), || gateway
+            .logged(&["configuration reloaded"]))
+        .await
+    );
+    assert_eq!(
+        client.post(&format!("{base}/gh"), &[], b"{}").await.status,
+        401
+    );
+    assert_eq!(
+        client
+            .post(&url, &[], br#"{"request_id":"b"}"#)
+            .await
+            .status,
+        202
+    );
+    assert!(eventually(Duration::from_secs(5), || up.accepted().len() == 2).await);
+}
