@@ -219,3 +219,30 @@ async fn callback_url_prints_a_url_the_gateway_accepts() {
         .await;
     assert_eq!(answer.status, 401, "the bound case_id does not match");
 }
+
+#[test]
+fn the_deploy_configuration_checks_with_its_secrets_in_the_environment() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env("PULSE_TOKEN", "a-token-from-the-environment")
+        .env("HOOKGATE_ADMIN_TOKEN", "an-admin-token")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("route pulse POST /hooks/pulse"),
+        "{}",
+        text(&out)
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_remove("PULSE_TOKEN")
+        .env("HOOKGATE_ADMIN_TOKEN", "an-admin-token")
+        .output()
+        .unwrap();
+    assert!(text(&missing).contains("PULSE_TOKEN"), "{}", text(&missing));
+}
