@@ -53,12 +53,15 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own report; its logs would only bury it.
-    let level = match cli.command {
-        Some(Command::Demo) => "error",
-        Some(Command::Deliveries(_)) => "warn",
-        _ => "info",
+    let (level, json) = match cli.command {
+        Some(Command::Demo) => ("error".to_owned(), false),
+        Some(Command::Deliveries(_)) => ("warn".to_owned(), false),
+        _ => {
+            let file = crate::config::LogSettings::peek(&cli.config);
+            (file.level.unwrap_or_else(|| "info".to_owned()), file.json)
+        }
     };
-    crate::telemetry::init(cli.log_json, level);
+    crate::telemetry::init(cli.log_json || json, &level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -72,6 +72,46 @@ pub struct Server {
     pub max_connections: usize,
 }
 
+/// The `[log]` settings, read on their own before logging starts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The filter, when the file sets one.
+    pub level: Option<String>,
+    /// Whether lines are JSON.
+    pub json: bool,
+}
+
+impl LogSettings {
+    /// The `[log]` table of `path`; defaults when the file cannot be read or parsed (loading
+    /// it properly reports why, once logging runs).
+    pub fn peek(path: &Path) -> LogSettings {
+        #[derive(serde::Deserialize)]
+        struct OnlyLog {
+            #[serde(default)]
+            log: raw::RawLog,
+        }
+        let parsed = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .and_then(|table| {
+                let log = table
+                    .get("log")
+                    .cloned()
+                    .unwrap_or(toml::Value::Table(Default::default()));
+                let mut only = toml::Table::new();
+                only.insert("log".into(), log);
+                toml::Value::Table(only).try_into::<OnlyLog>().ok()
+            });
+        match parsed {
+            Some(OnlyLog { log }) => LogSettings {
+                level: log.level,
+                json: log.format == raw::LogFormat::Json,
+            },
+            None => LogSettings::default(),
+        }
+    }
+}
+
 /// Paths of the ingress certificate chain and key.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {

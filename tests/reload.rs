@@ -226,3 +226,47 @@ async fn sighup_refuses_a_broken_file_and_applies_a_good_one() {
     );
     assert!(eventually(Duration::from_secs(5), || up.accepted().len() == 2).await);
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_line_per_event_and_delivery_with_their_fields() {
+    let up = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + "[log]\nformat = \"json\"\nlevel = \"info\"\n"
+        + &upstream_toml("u", &up.url("/"), "")
+        + &pulse_route("[\"u\"]");
+    let site = Site::new(&toml);
+    let (gateway, port) = run_logged(&site);
+    let url = format!("https://localhost:{port}/hooks/pulse?token={TOKEN}");
+    let answer = site
+        .client()
+        .post(&url, &[], br#"{"request_id":"j"}"#)
+        .await;
+    let id = answer.json()["id"].as_str().unwrap().to_owned();
+    assert!(
+        eventually(Duration::from_secs(5), || gateway
+            .logged(&["\"delivered\""]))
+        .await
+    );
+
+    let lines = gateway.lines.lock().unwrap().clone();
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    let find = |message: &str| {
+        json.iter()
+            .find(|v| v["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line in {lines:#?}"))
+            .clone()
+    };
+    let accepted = find("accepted");
+    assert_eq!(accepted["fields"]["route"], "pulse");
+    assert_eq!(accepted["fields"]["event_id"], id.as_str());
+    assert!(accepted["fields"]["latency_ms"].is_u64());
+    let delivered = find("delivered");
+    assert_eq!(delivered["fields"]["upstream"], "u");
+    assert_eq!(delivered["fields"]["event_id"], id.as_str());
+    assert_eq!(delivered["fields"]["attempt"], 1);
+    assert_eq!(delivered["fields"]["status"], 200);
+    assert_eq!(delivered["level"], "INFO");
+}

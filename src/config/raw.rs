@@ -22,6 +22,9 @@ pub struct RawConfig {
     /// The ingress listener.
     #[serde(default)]
     pub server: RawServer,
+    /// Log level and format.
+    #[serde(default)]
+    pub log: RawLog,
     /// The admin listener; absent means none.
     pub admin: Option<RawAdmin>,
     /// Where events and deliveries are kept.
@@ -80,6 +83,29 @@ impl Default for RawServer {
             max_connections: defaults::max_connections(),
         }
     }
+}
+
+/// `[log]`: read before the rest of the file, so the first lines already follow it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `RUST_LOG`-style filter such as `"info"` or `"hookgate=debug,info"`; `RUST_LOG`
+    /// wins when set.
+    pub level: Option<String>,
+    /// `"text"` (the default) or `"json"`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[admin]`: health, readiness and metrics, apart from ingress.

@@ -285,8 +285,12 @@ pub fn run_logged(site: &Site) -> (Logged, u16) {
             .lines()
             .map_while(Result::ok)
         {
-            if let Some(port) = line.split("listen=https://127.0.0.1:").nth(1) {
-                let _ = tx.send(port.split_whitespace().next().unwrap_or("").parse::<u16>());
+            // Human lines say `listen=https://127.0.0.1:PORT`, JSON lines `"listen":"https://…"`.
+            if line.contains("hookgate started") {
+                if let Some(rest) = line.split("https://127.0.0.1:").nth(1) {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(digits.parse::<u16>());
+                }
             }
             sink.lock().unwrap().push(line);
         }
