@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::secret::Secret;
-use crate::deliver::{Pauses, Wakers};
+use crate::deliver::{Health, Pauses, Wakers};
 use crate::store::Store;
 use crate::telemetry::metrics::{Metrics, UpstreamState};
 
@@ -48,7 +48,12 @@ pub struct Admin {
     pub wakers: Wakers,
     /// The upstreams' pause flags.
     pub pauses: Pauses,
+    /// The delivery schedulers' signs of life.
+    pub health: Health,
 }
+
+/// How long the store may take to answer a readiness probe.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Answer = Response<Full<Bytes>>;
 
@@ -94,19 +99,30 @@ async fn handle(admin: &Admin, request: Request<hyper::body::Incoming>) -> Answe
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "{\"status\":\"ok\"}\n"),
-        "/readyz" => match admin.store.ping().await {
-            Ok(()) => text(StatusCode::OK, "{\"status\":\"ready\"}\n"),
-            Err(_) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{\"status\":\"store unavailable\"}\n",
-            ),
-        },
+        "/readyz" => readiness(admin).await,
         "/metrics" => metrics(admin).await,
         _ => text(
             StatusCode::NOT_FOUND,
             "{\"error\":\"not_found\",\"message\":\"no such admin endpoint\"}\n",
         ),
     }
+}
+
+/// Ready when the store answers reads and writes in time and every scheduler is working.
+async fn readiness(admin: &Admin) -> Answer {
+    let mut problems = admin.health.problems();
+    match tokio::time::timeout(READY_WITHIN, admin.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => problems.push(format!("store: {error}")),
+        Err(_) => problems.push("the store does not answer".to_owned()),
+    }
+    let (status, body) = if problems.is_empty() {
+        (StatusCode::OK, serde_json::json!({ "status": "ready" }))
+    } else {
+        let body = serde_json::json!({ "status": "not ready", "problems": problems });
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    };
+    text(status, &format!("{body}\n"))
 }
 
 fn authorized(admin: &Admin, request: &Request<hyper::body::Incoming>) -> bool {

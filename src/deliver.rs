@@ -3,6 +3,7 @@
 
 mod breaker;
 mod client;
+mod health;
 mod pause;
 mod retry;
 mod worker;
@@ -16,6 +17,7 @@ use tokio::task::JoinSet;
 
 pub use breaker::BreakerPolicy;
 pub use client::{Client, build_client, build_client_with};
+pub use health::Health;
 pub use pause::Pauses;
 pub use retry::{Decision, Outcome, RetryPolicy, RetryStatuses, parse_retry_after};
 
@@ -49,6 +51,7 @@ pub struct Upstream {
 #[derive(Debug)]
 pub struct Dispatcher {
     wakers: Wakers,
+    health: Health,
     pauses: Pauses,
     store: Arc<dyn Store>,
     client: Client,
@@ -111,6 +114,7 @@ impl Dispatcher {
     ) -> Dispatcher {
         let mut dispatcher = Dispatcher {
             wakers: Wakers::default(),
+            health: Health::default(),
             pauses: pauses.clone(),
             store,
             client,
@@ -131,6 +135,7 @@ impl Dispatcher {
             let kept = names.contains(&name);
             if !kept {
                 let _ = running.stop.send(true);
+                self.health.forget(name);
             }
             kept
         });
@@ -151,6 +156,7 @@ impl Dispatcher {
         self.pauses.ensure(&upstream.name);
         let scheduler = worker::Scheduler {
             wake: self.wakers.renew(&upstream.name),
+            beat: self.health.renew(&upstream.name),
             paused: self.pauses.flag(&upstream.name),
             store: self.store.clone(),
             client: self.client.clone(),
@@ -164,6 +170,11 @@ impl Dispatcher {
         self.running
             .insert(upstream.name.clone(), Running { stop, in_flight });
         while self.tasks.try_join_next().is_some() {}
+    }
+
+    /// A handle to the schedulers' signs of life, for readiness.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// A handle to wake the schedulers.

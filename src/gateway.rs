@@ -139,6 +139,7 @@ impl Gateway {
                     metrics: metrics.clone(),
                     store: store.clone(),
                     wakers: dispatcher.wakers(),
+                    health: dispatcher.health(),
                     pauses,
                 });
                 let addr = admin.listen;

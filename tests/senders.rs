@@ -481,3 +481,33 @@ async fn deliveries_to_a_signing_upstream_verify_with_the_reference_library() {
         "and refuses it under another secret"
     );
 }
+
+#[tokio::test]
+async fn readiness_fails_while_the_store_cannot_commit_and_recovers_by_itself() {
+    let (_upstream, gw) = gateway_with(&pulse_route("[\"sink\"]")).await;
+    let admin = gw.gateway.admin_addr().unwrap();
+    assert!(
+        plain_get(admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    let lock = rusqlite::Connection::open(gw.site.db_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let answer = plain_get(admin, "/readyz").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("not ready"), "{answer}");
+    assert!(
+        plain_get(admin, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200"),
+        "alive all the same"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
+
+    assert!(
+        plain_get(admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+}

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::Upstream;
 use super::breaker::{Breaker, Gate};
 use super::client::{Client, read_head, request};
+use super::health::Beat;
 use super::retry::{Decision, Outcome, parse_retry_after};
 use crate::store::{AttemptRecord, DueDelivery, Next, Store, now_ms};
 use crate::telemetry::metrics::{Metrics, UpstreamLabel};
@@ -33,6 +34,20 @@ pub(super) struct Scheduler {
     pub(super) grace: Duration,
     pub(super) metrics: Arc<Metrics>,
     pub(super) in_flight: Arc<Mutex<HashSet<i64>>>,
+    pub(super) beat: Arc<Beat>,
+}
+
+struct UnexpectedEnd {
+    beat: Arc<Beat>,
+    asked: bool,
+}
+
+impl Drop for UnexpectedEnd {
+    fn drop(&mut self) {
+        if !self.asked {
+            self.beat.finish();
+        }
+    }
 }
 
 /// What an attempt task shares with its scheduler.
@@ -48,6 +63,11 @@ struct Shared {
 
 impl Scheduler {
     pub(super) async fn run(mut self) {
+        // Marks the scheduler stopped for readiness if it ends any other way than asked.
+        let mut unexpected_end = UnexpectedEnd {
+            beat: self.beat.clone(),
+            asked: false,
+        };
         let shared = Arc::new(Shared {
             upstream: self.upstream.clone(),
             store: self.store.clone(),
@@ -73,6 +93,7 @@ impl Scheduler {
             }
         }
 
+        unexpected_end.asked = true;
         let left = attempts.len();
         if tokio::time::timeout(self.grace, attempts.join_all())
             .await
@@ -105,7 +126,10 @@ impl Scheduler {
             }
             let skip = shared.in_flight_ids();
             let name = &self.upstream.name;
-            let due = match self.store.due(name, now_ms(), free, &skip).await {
+            let busy = self.beat.busy();
+            let due = self.store.due(name, now_ms(), free, &skip).await;
+            drop(busy);
+            let due = match due {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::warn!(upstream = %name, %error, "cannot read the delivery queue");
@@ -145,7 +169,10 @@ impl Scheduler {
 
     async fn until_next_due(&self, shared: &Shared) -> Duration {
         let skip = shared.in_flight_ids();
-        match self.store.next_due(&self.upstream.name, &skip).await {
+        let busy = self.beat.busy();
+        let next = self.store.next_due(&self.upstream.name, &skip).await;
+        drop(busy);
+        match next {
             Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 30_000) as u64),
             Ok(None) => IDLE_LOOK,
             Err(_) => STORE_BACKOFF,

@@ -46,16 +46,24 @@ pub struct SqliteStore {
 enum Op {
     Accept(NewEvent),
     Record(AttemptRecord),
-    Purge { delivered_before: i64 },
+    Purge {
+        delivered_before: i64,
+    },
+    /// A write that changes nothing: proves the writer thread can commit.
+    Ping,
     Retry(i64),
     RetryAll(RetryFilter),
-    Pause { upstream: String, paused: bool },
+    Pause {
+        upstream: String,
+        paused: bool,
+    },
 }
 
 enum Done {
     Accepted(Accepted),
     Recorded,
     Purged(Purged),
+    Pinged,
     Retried(RetryOne),
     RetriedAll(RetriedAll),
 }
@@ -199,6 +207,11 @@ fn apply(tx: &mut Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
             Done::Recorded
         }
         Op::Purge { delivered_before } => Done::Purged(purge(&sp, now, *delivered_before)?),
+        Op::Ping => {
+            // A write that changes nothing still needs the write lock, which is the point.
+            sp.execute("DELETE FROM dedup WHERE 0", [])?;
+            Done::Pinged
+        }
         Op::Retry(id) => Done::Retried(replay::retry(&sp, *id, now)?),
         Op::RetryAll(filter) => Done::RetriedAll(replay::retry_all(&sp, filter, now)?),
         Op::Pause { upstream, paused } => {
@@ -434,7 +447,8 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-            .await
+            .await?;
+        self.submit(Op::Ping).await.map(drop)
     }
 
     async fn events(&self, query: EventQuery) -> Result<Vec<EventSummary>, StoreError> {
