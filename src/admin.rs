@@ -113,7 +113,7 @@ async fn readiness(admin: &Admin) -> Answer {
     let mut problems = admin.health.problems();
     match tokio::time::timeout(READY_WITHIN, admin.store.ping()).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => problems.push(format!("store: {error}")),
+        Ok(Err(error)) => problems.push(error.to_string()),
         Err(_) => problems.push("the store does not answer".to_owned()),
     }
     let (status, body) = if problems.is_empty() {

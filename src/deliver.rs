@@ -22,6 +22,8 @@ pub use pause::Pauses;
 pub use retry::{Decision, Outcome, RetryPolicy, RetryStatuses, parse_retry_after};
 
 use crate::config::units::Rate;
+use governor::DefaultDirectRateLimiter;
+
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::verify::OutboundSigner;
@@ -67,6 +69,9 @@ pub struct Dispatcher {
 struct Running {
     stop: watch::Sender<bool>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
+    /// The outbound limiter, kept across a reload that leaves the rate as it was, so the
+    /// old and new schedulers together never pass it.
+    limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
 }
 
 /// Tells schedulers that new work is due; cheap to clone, and follows reloads.
@@ -140,22 +145,33 @@ impl Dispatcher {
             kept
         });
         for upstream in upstreams {
-            let in_flight = match self.running.remove(&upstream.name) {
+            let (in_flight, limiter) = match self.running.remove(&upstream.name) {
                 Some(old) => {
                     let _ = old.stop.send(true);
-                    old.in_flight
+                    let same_rate = old.limiter.filter(|(rate, _)| Some(*rate) == upstream.rate);
+                    (old.in_flight, same_rate)
                 }
-                None => Arc::default(),
+                None => (Arc::default(), None),
             };
-            self.spawn(upstream.clone(), in_flight);
+            let limiter = limiter.or_else(|| {
+                let rate = upstream.rate?;
+                Some((rate, Arc::new(governor::RateLimiter::direct(rate.quota()))))
+            });
+            self.spawn(upstream.clone(), in_flight, limiter);
         }
     }
 
-    fn spawn(&mut self, upstream: Arc<Upstream>, in_flight: Arc<Mutex<HashSet<i64>>>) {
+    fn spawn(
+        &mut self,
+        upstream: Arc<Upstream>,
+        in_flight: Arc<Mutex<HashSet<i64>>>,
+        limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
+    ) {
         let (stop, stopped) = watch::channel(false);
         self.pauses.ensure(&upstream.name);
         let scheduler = worker::Scheduler {
             wake: self.wakers.renew(&upstream.name),
+            wakers: self.wakers.clone(),
             beat: self.health.renew(&upstream.name),
             paused: self.pauses.flag(&upstream.name),
             store: self.store.clone(),
@@ -164,11 +180,16 @@ impl Dispatcher {
             grace: self.grace,
             metrics: self.metrics.clone(),
             in_flight: in_flight.clone(),
+            limiter: limiter.as_ref().map(|(_, l)| l.clone()),
             upstream: upstream.clone(),
         };
         self.tasks.spawn(scheduler.run());
-        self.running
-            .insert(upstream.name.clone(), Running { stop, in_flight });
+        let running = Running {
+            stop,
+            in_flight,
+            limiter,
+        };
+        self.running.insert(upstream.name.clone(), running);
         while self.tasks.try_join_next().is_some() {}
     }
 

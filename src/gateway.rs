@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use prometheus_client::registry::Registry;
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, LogSettings};
 use crate::deliver::{Dispatcher, Pauses, build_client};
 use crate::ingress::{self, Backlog, Ingress, Limits, Live};
 use crate::route::Router;
@@ -89,7 +89,9 @@ struct Fixed {
     listen: SocketAddr,
     store: std::path::PathBuf,
     admin: Option<SocketAddr>,
+    admin_token: Option<crate::config::secret::Secret>,
     tls: bool,
+    log: LogSettings,
 }
 
 impl Fixed {
@@ -98,7 +100,9 @@ impl Fixed {
             listen: config.server.listen,
             store: config.store_path.clone(),
             admin: config.admin.as_ref().map(|a| a.listen),
+            admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
             tls: config.server.tls.is_some(),
+            log: LogSettings::peek(&config.source),
         }
     }
 }
@@ -188,6 +192,8 @@ impl Gateway {
             (fixed.listen == self.fixed.listen, "server.listen"),
             (fixed.store == self.fixed.store, "store.path"),
             (fixed.admin == self.fixed.admin, "admin.listen"),
+            (fixed.admin_token == self.fixed.admin_token, "admin.token"),
+            (fixed.log == self.fixed.log, "[log]"),
             (fixed.tls == self.fixed.tls, "server.tls (on or off)"),
         ] {
             if !same {

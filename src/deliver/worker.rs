@@ -6,16 +6,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use governor::{DefaultDirectRateLimiter, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::Upstream;
 use super::breaker::{Breaker, Gate};
 use super::client::{Client, read_head, request};
 use super::health::Beat;
 use super::retry::{Decision, Outcome, parse_retry_after};
+use super::{Upstream, Wakers};
 use crate::store::{AttemptRecord, DueDelivery, Next, Store, now_ms};
 use crate::telemetry::metrics::{Metrics, UpstreamLabel};
 
@@ -29,12 +29,14 @@ pub(super) struct Scheduler {
     pub(super) store: Arc<dyn Store>,
     pub(super) client: Client,
     pub(super) wake: Arc<Notify>,
+    pub(super) wakers: Wakers,
     pub(super) paused: Arc<AtomicBool>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) grace: Duration,
     pub(super) metrics: Arc<Metrics>,
     pub(super) in_flight: Arc<Mutex<HashSet<i64>>>,
     pub(super) beat: Arc<Beat>,
+    pub(super) limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 struct UnexpectedEnd {
@@ -55,7 +57,8 @@ struct Shared {
     upstream: Arc<Upstream>,
     store: Arc<dyn Store>,
     client: Client,
-    wake: Arc<Notify>,
+    /// Wakes whichever scheduler serves the upstream now, this one or its successor.
+    wakers: Wakers,
     in_flight: Arc<Mutex<HashSet<i64>>>,
     breaker: Mutex<Breaker>,
     metrics: Arc<Metrics>,
@@ -72,18 +75,18 @@ impl Scheduler {
             upstream: self.upstream.clone(),
             store: self.store.clone(),
             client: self.client.clone(),
-            wake: self.wake.clone(),
+            wakers: self.wakers.clone(),
             in_flight: self.in_flight.clone(),
             breaker: Mutex::new(Breaker::new(self.upstream.breaker)),
             metrics: self.metrics.clone(),
         });
         let slots = Arc::new(Semaphore::new(self.upstream.concurrency));
-        let limiter = self.upstream.rate.map(|r| RateLimiter::direct(r.quota()));
+        let limiter = self.limiter.clone();
         let mut attempts = JoinSet::new();
 
         while !*self.stop.borrow() {
             let wait = self
-                .dispatch(&shared, &slots, limiter.as_ref(), &mut attempts)
+                .dispatch(&shared, &slots, limiter.as_deref(), &mut attempts)
                 .await;
             while attempts.try_join_next().is_some() {}
             tokio::select! {
@@ -94,6 +97,9 @@ impl Scheduler {
         }
 
         unexpected_end.asked = true;
+        // Deliveries this scheduler claimed but did not start are free again: tell the
+        // scheduler that replaced it, if any.
+        self.wakers.wake(&self.upstream.name);
         let left = attempts.len();
         if tokio::time::timeout(self.grace, attempts.join_all())
             .await
@@ -137,34 +143,63 @@ impl Scheduler {
                 }
             };
             let full = due.len() == free;
-            for delivery in due {
-                let now = Instant::now();
-                let gate = shared.lock_breaker().gate(now);
-                match gate {
-                    Gate::Pass | Gate::Probe => {}
-                    Gate::HoldUntil(until) => return until - now,
-                    Gate::HoldForProbe => return IDLE_LOOK,
-                }
-                if let Some(limiter) = limiter {
-                    limiter.until_ready().await;
-                }
-                if super::pause::raised(&self.paused) {
-                    break;
-                }
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    break;
-                };
-                shared.lock_in_flight().insert(delivery.id);
-                attempts.spawn(attempt(shared.clone(), delivery, permit));
-                if gate == Gate::Probe {
-                    // The probe's outcome wakes the scheduler.
-                    return IDLE_LOOK;
-                }
+            // Claimed at once, so a scheduler that replaces this one after a reload never
+            // fetches them too; released again if not started.
+            shared.lock_in_flight().extend(due.iter().map(|d| d.id));
+            let mut queue = due.into_iter();
+            let held = self
+                .start_attempts(&mut queue, shared, slots, limiter, attempts)
+                .await;
+            shared.release(queue.map(|d| d.id));
+            if let Some(wait) = held {
+                return wait;
             }
             if !full {
                 return self.until_next_due(shared).await;
             }
         }
+    }
+
+    /// Starts attempts for claimed deliveries in turn, within the breaker, the rate and the
+    /// free slots; returns how long to hold off when it stops early.
+    async fn start_attempts(
+        &self,
+        queue: &mut std::vec::IntoIter<DueDelivery>,
+        shared: &Arc<Shared>,
+        slots: &Arc<Semaphore>,
+        limiter: Option<&DefaultDirectRateLimiter>,
+        attempts: &mut JoinSet<()>,
+    ) -> Option<Duration> {
+        for delivery in queue.by_ref() {
+            let now = Instant::now();
+            let gate = shared.lock_breaker().gate(now);
+            let hold = match gate {
+                Gate::Pass | Gate::Probe => None,
+                Gate::HoldUntil(until) => Some(until - now),
+                // The probe's outcome wakes the scheduler.
+                Gate::HoldForProbe => Some(IDLE_LOOK),
+            };
+            if let Some(wait) = hold {
+                shared.release([delivery.id]);
+                return Some(wait);
+            }
+            if let Some(limiter) = limiter {
+                limiter.until_ready().await;
+            }
+            if *self.stop.borrow() || super::pause::raised(&self.paused) {
+                shared.release([delivery.id]);
+                return Some(IDLE_LOOK);
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                shared.release([delivery.id]);
+                return None;
+            };
+            attempts.spawn(attempt(shared.clone(), delivery, permit));
+            if gate == Gate::Probe {
+                return Some(IDLE_LOOK);
+            }
+        }
+        None
     }
 
     async fn until_next_due(&self, shared: &Shared) -> Duration {
@@ -186,6 +221,13 @@ impl Shared {
         self.in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn release(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut in_flight = self.lock_in_flight();
+        for id in ids {
+            in_flight.remove(&id);
+        }
     }
 
     fn in_flight_ids(&self) -> Vec<i64> {
@@ -255,7 +297,7 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
 
     shared.lock_in_flight().remove(&delivery.id);
     drop(permit);
-    shared.wake.notify_one();
+    shared.wakers.wake(&shared.upstream.name);
 }
 
 type Sent = (Outcome, Option<u16>, Option<String>, Vec<u8>);
@@ -314,12 +356,13 @@ fn log_decision(
     error: &Option<String>,
     decision: Decision,
 ) -> Next {
-    let (name, event_id) = (&*upstream.name, &*delivery.event_id);
+    let (name, event_id, route) = (&*upstream.name, &*delivery.event_id, &*delivery.route);
     let error = error.as_deref().unwrap_or("");
     match decision {
         Decision::Done => {
             tracing::info!(
                 upstream = name,
+                route,
                 event_id,
                 attempt,
                 status,
@@ -332,6 +375,7 @@ fn log_decision(
             let retry_in_ms = after.as_millis() as u64;
             tracing::warn!(
                 upstream = name,
+                route,
                 event_id,
                 attempt,
                 status,
@@ -345,6 +389,7 @@ fn log_decision(
         Decision::GiveUp(reason) => {
             tracing::error!(
                 upstream = name,
+                route,
                 event_id,
                 attempt,
                 status,

@@ -46,7 +46,8 @@ pub(super) async fn handle(
     let latency_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(accepted) => {
-            tracing::info!(route = %route.name, event_id = %accepted.id,
+            let status = if accepted.duplicate { 200 } else { 202 };
+            tracing::info!(route = %route.name, event_id = %accepted.id, status,
                 duplicate = accepted.duplicate, client = %client, latency_ms, "accepted");
             count_accepted(ingress, &route.name, accepted.duplicate);
             answer::accepted(&accepted.id, accepted.duplicate)
