@@ -38,6 +38,8 @@ async fn a_reload_swaps_secrets_routes_and_upstreams_without_a_restart() {
         }
     };
     assert_eq!(post(TOKEN, "r1").await, 202);
+    // Delivered before the reload; anything still queued at a reload goes to the new URL.
+    assert!(eventually(Duration::from_secs(5), || first.accepted().len() == 1).await);
 
     std::fs::write(
         gw.site.dir.path().join("pulse.token"),
