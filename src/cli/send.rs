@@ -19,7 +19,8 @@ pub(super) struct Target {
     /// The route's name.
     #[arg(long)]
     route: String,
-    /// The body to sign, sent byte for byte; `-` reads standard input.
+    /// A file holding the body to sign, sent byte for byte; `-` reads standard input.
+    #[arg(value_name = "BODY_FILE")]
     body: PathBuf,
     /// The gateway's base URL; defaults to the configured listen address on 127.0.0.1.
     #[arg(long)]
