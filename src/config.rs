@@ -70,6 +70,8 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
+    /// Request bodies held in memory at once, in bytes.
+    pub max_inflight_body: u64,
 }
 
 /// The `[log]` settings, read on their own before logging starts.
@@ -267,6 +269,7 @@ fn server(
         body_timeout: raw.body_timeout.0,
         idle_timeout: raw.idle_timeout.0,
         max_connections: raw.max_connections.max(1),
+        max_inflight_body: raw.max_inflight_body.0,
     })
 }
 
@@ -427,6 +430,13 @@ fn route_from_raw(
     }
 
     let max_body = raw.max_body.map_or(ctx.server.max_body, |s| s.0);
+    if max_body.min(ctx.server.max_body) > ctx.server.max_inflight_body {
+        warnings.push(format!(
+            "{}: a body of the route's full size is above server.max_inflight_body and would \
+             always be refused",
+            ctx.key
+        ));
+    }
     if max_body > ctx.server.max_body {
         warnings.push(format!(
             "{}.max_body is above server.max_body; the server's {} bytes apply",

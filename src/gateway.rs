@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -158,7 +158,9 @@ impl Gateway {
             None => None,
         };
         let backlog = Arc::new(Backlog::new(config.high_water));
-        let ingress = new_ingress(config, &store, &dispatcher, metrics, backlog);
+        let kib = usize::try_from(config.server.max_inflight_body / 1024).unwrap_or(usize::MAX);
+        let body_budget = Arc::new(Semaphore::new(kib.clamp(1, Semaphore::MAX_PERMITS)));
+        let ingress = new_ingress(config, &store, &dispatcher, metrics, backlog, body_budget);
         let live = Arc::new(Live::new(ingress, tls));
         tokio::spawn(sweep_limiters(live.clone(), stopped.clone()));
         tokio::spawn(count_backlog(live.clone(), stopped.clone()));
@@ -228,6 +230,7 @@ impl Gateway {
             &self.dispatcher,
             old.metrics.clone(),
             old.backlog.clone(),
+            old.body_budget.clone(),
         );
         self.live.replace(ingress, tls);
         for warning in &config.warnings {
@@ -273,6 +276,7 @@ fn new_ingress(
     dispatcher: &Dispatcher,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
+    body_budget: Arc<Semaphore>,
 ) -> Arc<Ingress> {
     Arc::new(Ingress {
         router: Router::new(config.routes.clone()),
@@ -287,6 +291,7 @@ fn new_ingress(
         },
         metrics,
         backlog,
+        body_budget,
         upstreams: config.upstreams.iter().map(|u| u.name.clone()).collect(),
     })
 }

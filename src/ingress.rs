@@ -47,6 +47,8 @@ pub struct Ingress {
     pub metrics: Arc<Metrics>,
     /// The queue's high-water mark.
     pub backlog: Arc<Backlog>,
+    /// Bytes of request bodies being read at once, in KiB: a bound on ingress memory.
+    pub body_budget: Arc<Semaphore>,
     /// The configured upstreams' names.
     pub upstreams: Vec<Arc<str>>,
 }

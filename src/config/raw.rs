@@ -67,6 +67,9 @@ pub struct RawServer {
     /// Connections open at once; more are closed as they arrive.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Request bodies held in memory at once, all requests together.
+    #[serde(default = "defaults::max_inflight_body")]
+    pub max_inflight_body: Size,
 }
 
 impl Default for RawServer {
@@ -81,6 +84,7 @@ impl Default for RawServer {
             body_timeout: defaults::body_timeout(),
             idle_timeout: defaults::idle_timeout(),
             max_connections: defaults::max_connections(),
+            max_inflight_body: defaults::max_inflight_body(),
         }
     }
 }
@@ -383,6 +387,9 @@ pub mod defaults {
     }
     pub(super) fn idle_timeout() -> Span {
         Span(std::time::Duration::from_secs(60))
+    }
+    pub(super) fn max_inflight_body() -> Size {
+        Size(512 << 20)
     }
     pub(super) fn max_connections() -> usize {
         10_000

@@ -113,6 +113,18 @@ async fn accept(
     admit(ingress, route, client, &parts, tail, now)?;
 
     let encoding = content_encoding(&parts.headers)?;
+    // Bodies are held in memory until stored: reserve their size from the shared budget
+    // first, the declared length or else the route's cap.
+    let size = declared_length(&parts.headers).unwrap_or(route.max_body);
+    let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let _reserved = ingress
+        .body_budget
+        .clone()
+        .try_acquire_many_owned(kib)
+        .map_err(|_| {
+            tracing::warn!(route = %route.name, "body budget spent: too many bodies in flight");
+            Rejection::Unavailable { retry_after: 1 }
+        })?;
     let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
     let body = inflate(wire.clone(), encoding, route.max_body).await?;
     let signed = match route.signature_over {
