@@ -31,6 +31,8 @@ use units::Rate;
 pub struct Config {
     /// The file it was read from.
     pub source: PathBuf,
+    /// The `[log]` settings, as loaded.
+    pub log: LogSettings,
     /// The public listener.
     pub server: Server,
     /// The admin listener, when configured.
@@ -104,12 +106,15 @@ impl LogSettings {
                 only.insert("log".into(), log);
                 toml::Value::Table(only).try_into::<OnlyLog>().ok()
             });
-        match parsed {
-            Some(OnlyLog { log }) => LogSettings {
-                level: log.level,
-                json: log.format == raw::LogFormat::Json,
-            },
-            None => LogSettings::default(),
+        parsed.map_or_else(LogSettings::default, |only| LogSettings::from(only.log))
+    }
+}
+
+impl From<raw::RawLog> for LogSettings {
+    fn from(log: raw::RawLog) -> LogSettings {
+        LogSettings {
+            level: log.level,
+            json: log.format == raw::LogFormat::Json,
         }
     }
 }
@@ -227,6 +232,7 @@ impl Config {
         }
         Ok(Config {
             source: locate.file.to_owned(),
+            log: raw.log.into(),
             server,
             admin,
             store_path: base.join(raw.store.path),
@@ -239,19 +245,26 @@ impl Config {
     }
 }
 
+/// A listen address; the error shows the expected form with `example`.
+fn socket_addr(
+    text: &toml::Spanned<String>,
+    key: &str,
+    example: &str,
+    locate: &Locator,
+) -> Result<SocketAddr, ConfigError> {
+    text.get_ref().parse().map_err(|_| {
+        let msg = format!("{:?} must be IP:port, such as {example:?}", text.get_ref());
+        locate.error(text.span(), key, msg)
+    })
+}
+
 fn server(
     raw: raw::RawServer,
     base: &Path,
     locate: &Locator,
     warnings: &mut Vec<String>,
 ) -> Result<Server, ConfigError> {
-    let listen = raw.listen.get_ref().parse().map_err(|_| {
-        let msg = format!(
-            "{:?} must be IP:port, such as \"0.0.0.0:8443\"",
-            raw.listen.get_ref()
-        );
-        locate.error(raw.listen.span(), "server.listen", msg)
-    })?;
+    let listen = socket_addr(&raw.listen, "server.listen", "0.0.0.0:8443", locate)?;
     let tls = raw.tls.map(|t| TlsFiles {
         cert: base.join(t.cert),
         key: base.join(t.key),
@@ -274,13 +287,7 @@ fn server(
 }
 
 fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfig, ConfigError> {
-    let listen = raw.listen.get_ref().parse().map_err(|_| {
-        let msg = format!(
-            "{:?} must be IP:port, such as \"127.0.0.1:9090\"",
-            raw.listen.get_ref()
-        );
-        locate.error(raw.listen.span(), "admin.listen", msg)
-    })?;
+    let listen = socket_addr(&raw.listen, "admin.listen", "127.0.0.1:9090", locate)?;
     let token = match raw.token {
         Some(source) => Some(
             source

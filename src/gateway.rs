@@ -102,7 +102,7 @@ impl Fixed {
             admin: config.admin.as_ref().map(|a| a.listen),
             admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
             tls: config.server.tls.is_some(),
-            log: LogSettings::peek(&config.source),
+            log: config.log.clone(),
         }
     }
 }
