@@ -4,52 +4,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
-
-/// A gateway process, killed with `SIGKILL` when dropped, so a failing test leaves none behind.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `hookgate run` on a site; returns the process and the port it listens on.
-fn spawn_gateway(site: &Site) -> (Process, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["run", "-c"])
-        .arg(&site.config_path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("hookgate starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(port) = line
-                .split("listen=https://127.0.0.1:")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|p| p.parse::<u16>().ok())
-            {
-                let _ = tx.send(port);
-            }
-        }
-    });
-    let child = Process(child);
-    let port = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gateway announces its port");
-    (child, port)
-}
 
 /// A loopback port that nothing listens on right now.
 fn free_port() -> u16 {
@@ -67,7 +25,7 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
     let toml =
         server_toml("") + &upstream_toml("later", &down_url, "") + &pulse_route(r#"["later"]"#);
     let site = Site::new(&toml);
-    let (gateway, gw_port) = spawn_gateway(&site);
+    let (gateway, gw_port) = run_logged_at(&site, "info");
     let client = site.client();
     let url = format!("https://localhost:{gw_port}/hooks/pulse?token={TOKEN}");
 
@@ -88,7 +46,7 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
     )
     .await
     .expect("upstream takes the port");
-    let (gateway, _) = spawn_gateway(&site);
+    let (gateway, _) = run_logged_at(&site, "info");
     let all = eventually(Duration::from_secs(30), || {
         upstream.accepted().len() >= sent.len()
     })
@@ -154,7 +112,7 @@ async fn every_event_acknowledged_before_a_kill_9_mid_load_reaches_every_upstrea
             .replace("max_attempts = 5", "max_attempts = 10000, max_age = \"1h\"")
         + &pulse_route(r#"["live", "down"]"#);
     let site = Site::new(&toml);
-    let (gateway, port) = spawn_gateway(&site);
+    let (gateway, port) = run_logged_at(&site, "info");
 
     // Kill at a random moment while 3000 events are being sent by 16 senders.
     let loading = load(&site, port, 16, 3_000);
@@ -179,7 +137,7 @@ async fn every_event_acknowledged_before_a_kill_9_mid_load_reaches_every_upstrea
     )
     .await
     .unwrap();
-    let (_gateway, _) = spawn_gateway(&site);
+    let (_gateway, _) = run_logged_at(&site, "info");
     let ids_of = |upstream: &SampleUpstream| -> std::collections::HashMap<String, std::collections::HashSet<String>> {
         let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
         for r in upstream.accepted() {
@@ -231,7 +189,7 @@ async fn sigterm_lets_an_attempt_under_way_finish_then_exits_cleanly() {
     let toml =
         server_toml("") + &upstream_toml("slow", &slow.url("/"), "") + &pulse_route(r#"["slow"]"#);
     let site = Site::new(&toml);
-    let (mut gateway, port) = spawn_gateway(&site);
+    let (mut gateway, port) = run_logged_at(&site, "info");
     let url = format!("https://localhost:{port}/hooks/pulse?token={TOKEN}");
     let answer = site
         .client()
@@ -240,7 +198,7 @@ async fn sigterm_lets_an_attempt_under_way_finish_then_exits_cleanly() {
     assert_eq!(answer.status, 202);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let pid = gateway.0.id().to_string();
+    let pid = gateway.child.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -249,11 +207,11 @@ async fn sigterm_lets_an_attempt_under_way_finish_then_exits_cleanly() {
             .success()
     );
     let exited = eventually(Duration::from_secs(15), || {
-        matches!(gateway.0.try_wait(), Ok(Some(_)))
+        matches!(gateway.child.try_wait(), Ok(Some(_)))
     })
     .await;
     assert!(exited, "the gateway did not exit after SIGTERM");
-    assert!(gateway.0.try_wait().unwrap().unwrap().success());
+    assert!(gateway.child.try_wait().unwrap().unwrap().success());
     assert_eq!(slow.accepted().len(), 1);
     let delivered = count(
         &site.db_path(),

@@ -267,12 +267,18 @@ impl Drop for Logged {
     }
 }
 
+/// `hookgate run` on a site at `RUST_LOG=trace`; returns the process and its port.
 pub fn run_logged(site: &Site) -> (Logged, u16) {
+    run_logged_at(site, "trace")
+}
+
+/// `hookgate run` on a site at log level `level`; the process is killed when dropped.
+pub fn run_logged_at(site: &Site, level: &str) -> (Logged, u16) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["run", "-c"])
         .arg(&site.config_path)
-        .env("RUST_LOG", "trace")
+        .env("RUST_LOG", level)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("hookgate starts");
