@@ -2,6 +2,7 @@
 //! concurrency cap, outbound rate and retry policy, so a slow upstream delays nobody else.
 
 mod breaker;
+mod by_upstream;
 mod client;
 mod health;
 mod pause;
@@ -9,7 +10,7 @@ mod retry;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -27,6 +28,7 @@ use governor::DefaultDirectRateLimiter;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::verify::OutboundSigner;
+use by_upstream::ByUpstream;
 
 /// A validated `[upstreams.NAME]` table.
 #[derive(Debug)]
@@ -76,33 +78,20 @@ struct Running {
 
 /// Tells schedulers that new work is due; cheap to clone, and follows reloads.
 #[derive(Debug, Clone, Default)]
-pub struct Wakers(Arc<RwLock<HashMap<Arc<str>, Arc<Notify>>>>);
+pub struct Wakers(ByUpstream<Notify>);
 
 impl Wakers {
     /// Tells `upstream`'s scheduler that a delivery may be due.
     pub fn wake(&self, upstream: &str) {
-        if let Some(wake) = self.read().get(upstream) {
+        if let Some(wake) = self.0.get(upstream) {
             wake.notify_one();
         }
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Notify>>> {
-        // A plain map; no code panics while holding it.
-        self.0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A fresh waker for a new scheduler of `upstream`: a wake meant for it can then never
     /// be taken by the scheduler it replaces.
     fn renew(&self, upstream: &Arc<str>) -> Arc<Notify> {
-        let wake = Arc::new(Notify::new());
-        let mut map = self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.insert(upstream.clone(), wake.clone());
-        wake
+        self.0.renew(upstream)
     }
 }
 
@@ -168,7 +157,6 @@ impl Dispatcher {
         limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
     ) {
         let (stop, stopped) = watch::channel(false);
-        self.pauses.ensure(&upstream.name);
         let scheduler = worker::Scheduler {
             wake: self.wakers.renew(&upstream.name),
             wakers: self.wakers.clone(),

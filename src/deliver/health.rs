@@ -1,11 +1,11 @@
 //! Whether the delivery schedulers are doing their work: each reports when it starts waiting
 //! on the store and when it ends, so readiness can tell a stuck or stopped scheduler.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::by_upstream::ByUpstream;
 use crate::store::now_ms;
 
 /// A store call outstanding this long means the scheduler is stuck.
@@ -43,35 +43,22 @@ impl Drop for Busy<'_> {
 
 /// The current scheduler of each upstream, for readiness; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Health(Arc<RwLock<HashMap<Arc<str>, Arc<Beat>>>>);
+pub struct Health(ByUpstream<Beat>);
 
 impl Health {
     /// A fresh beat for a new scheduler of `upstream`, replacing the one it takes over from.
     pub(super) fn renew(&self, upstream: &Arc<str>) -> Arc<Beat> {
-        let beat = Arc::new(Beat::default());
-        let mut map = self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.insert(upstream.clone(), beat.clone());
-        beat
+        self.0.renew(upstream)
     }
 
     /// Forgets an upstream that is no longer configured.
     pub(super) fn forget(&self, upstream: &str) {
-        let mut map = self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.remove(upstream);
+        self.0.remove(upstream);
     }
 
     /// What is wrong, if anything: a scheduler that stopped, or one stuck on the store.
     pub fn problems(&self) -> Vec<String> {
-        let map = self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let map = self.0.read();
         let now = now_ms();
         let mut problems = Vec::new();
         for (upstream, beat) in map.iter() {
