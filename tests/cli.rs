@@ -11,13 +11,7 @@ use std::time::Duration;
 use support::*;
 
 fn hookgate(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("hookgate runs")
+    run_command(config, args)
 }
 
 fn text(output: &Output) -> String {

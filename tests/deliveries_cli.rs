@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -18,13 +18,8 @@ async fn hookgate(config: &Path, args: &[&str]) -> Output {
     let config = config.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .arg("-c")
-            .arg(config)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("hookgate runs")
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_command(&config, &args)
     })
     .await
     .unwrap()

@@ -312,3 +312,14 @@ impl Logged {
         lines.iter().any(|l| parts.iter().all(|p| l.contains(p)))
     }
 }
+
+/// `hookgate -c CONFIG ARGS...` to completion, logging at `warn`.
+pub fn run_command(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("hookgate runs")
+}
