@@ -64,6 +64,8 @@ pub struct Server {
     pub trusted_proxies: Vec<IpNet>,
     /// Requests per client IP before the body is read.
     pub client_rate: Option<Rate>,
+    /// Verified requests for the whole gateway.
+    pub global_rate: Option<Rate>,
     /// Time allowed for a request's headers.
     pub header_timeout: Duration,
     /// Time allowed for a request's body.
@@ -74,6 +76,10 @@ pub struct Server {
     pub max_connections: usize,
     /// Request bodies held in memory at once, in bytes.
     pub max_inflight_body: u64,
+    /// Header fields one request may carry.
+    pub max_headers: usize,
+    /// Bytes of one request's header fields together.
+    pub max_header_size: u32,
 }
 
 /// The `[log]` settings, read on their own before logging starts.
@@ -126,6 +132,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA certificates that clients must present a certificate from (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// What is wrong with a configuration file, and where.
@@ -268,6 +276,7 @@ fn server(
     let tls = raw.tls.map(|t| TlsFiles {
         cert: base.join(t.cert),
         key: base.join(t.key),
+        client_ca: t.client_ca.map(|ca| base.join(ca)),
     });
     if tls.is_none() {
         warnings.push("server.tls is not set: the listener speaks plain HTTP".into());
@@ -278,12 +287,35 @@ fn server(
         max_body: raw.max_body.0,
         trusted_proxies: raw.trusted_proxies,
         client_rate: raw.client_rate,
+        global_rate: raw.global_rate,
         header_timeout: raw.header_timeout.0,
         body_timeout: raw.body_timeout.0,
         idle_timeout: raw.idle_timeout.0,
         max_connections: raw.max_connections.max(1),
         max_inflight_body: raw.max_inflight_body.0,
+        max_headers: within(raw.max_headers, 8, 1024, "server.max_headers", warnings),
+        max_header_size: within(
+            raw.max_header_size.0,
+            4096,
+            1 << 20,
+            "server.max_header_size",
+            warnings,
+        ) as u32,
     })
+}
+
+/// `value` brought within `low..=high`, warning when it had to be moved.
+fn within<T>(value: T, low: T, high: T, key: &str, warnings: &mut Vec<String>) -> T
+where
+    T: Ord + Copy + std::fmt::Display,
+{
+    let kept = value.clamp(low, high);
+    if kept != value {
+        warnings.push(format!(
+            "{key} = {value} is outside {low}..={high}; using {kept}"
+        ));
+    }
+    kept
 }
 
 fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfig, ConfigError> {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use prometheus_client::registry::Registry;
 
@@ -28,7 +27,7 @@ const BACKLOG_RECOUNT: Duration = Duration::from_secs(1);
 /// How often the store is purged when there was nothing to purge.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How often idle clients are dropped from the per-client limiter.
-const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+const LIMITER_SWEEP: Duration = Duration::from_secs(10);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -263,9 +262,9 @@ impl Gateway {
     }
 }
 
-fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+fn tls_acceptor(config: &Config) -> Result<Option<ingress::Tls>, StartError> {
     match &config.server.tls {
-        Some(files) => Ok(Some(TlsAcceptor::from(ingress::tls::server_config(files)?))),
+        Some(files) => Ok(Some(ingress::Tls::load(files)?)),
         None => Ok(None),
     }
 }
@@ -280,7 +279,11 @@ fn new_ingress(
 ) -> Arc<Ingress> {
     Arc::new(Ingress {
         router: Router::new(config.routes.clone()),
-        limits: Limits::new(config.server.client_rate, &config.routes),
+        limits: Limits::new(
+            config.server.client_rate,
+            config.server.global_rate,
+            &config.routes,
+        ),
         server: config.server.clone(),
         store: store.clone(),
         wakers: dispatcher.wakers(),
@@ -313,7 +316,9 @@ async fn warn_of_orphans(store: &dyn Store, config: &Config) {
 async fn sweep_limiters(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(LIMITER_SWEEP) => live.ingress().limits.forget_idle_clients(),
+            _ = tokio::time::sleep(LIMITER_SWEEP) => {
+                live.ingress().limits.forget_idle_clients();
+            }
             _ = stop.changed() => return,
         }
     }

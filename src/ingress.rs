@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 pub use backlog::Backlog;
 pub use limit::Limits;
+pub use tls::{ClientCert, Tls};
 
 use crate::config::Server;
 use crate::deliver::Wakers;
@@ -57,7 +57,7 @@ pub struct Ingress {
 /// with what they started with.
 pub struct Live {
     ingress: RwLock<Arc<Ingress>>,
-    tls: RwLock<Option<TlsAcceptor>>,
+    tls: RwLock<Option<Tls>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -70,7 +70,7 @@ impl std::fmt::Debug for Live {
 
 impl Live {
     /// The first configuration.
-    pub fn new(ingress: Arc<Ingress>, tls: Option<TlsAcceptor>) -> Live {
+    pub fn new(ingress: Arc<Ingress>, tls: Option<Tls>) -> Live {
         Live {
             ingress: RwLock::new(ingress),
             tls: RwLock::new(tls),
@@ -87,12 +87,12 @@ impl Live {
     }
 
     /// The certificate for a new connection; `None` for plain HTTP.
-    pub fn tls(&self) -> Option<TlsAcceptor> {
+    pub fn tls(&self) -> Option<Tls> {
         self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serves `ingress` and `tls` from now on.
-    pub fn replace(&self, ingress: Arc<Ingress>, tls: Option<TlsAcceptor>) {
+    pub fn replace(&self, ingress: Arc<Ingress>, tls: Option<Tls>) {
         *self.ingress.write().unwrap_or_else(|p| p.into_inner()) = ingress;
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
     }

@@ -8,6 +8,8 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -294,4 +296,180 @@ async fn bodies_in_flight_share_one_memory_budget_and_the_excess_gets_503() {
         "the budget is back once the first body is stored"
     );
     assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 2).await);
+}
+
+/// A CA, a client certificate it issued, and a client certificate it did not, as PEM:
+/// (ca, trusted chain, trusted key, stranger chain, stranger key).
+fn client_identities() -> (String, String, String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer};
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let client = |issuer: Option<&Issuer<'_, rcgen::KeyPair>>| {
+        let mut params = CertificateParams::new(vec!["sender.example".to_owned()]).unwrap();
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = match issuer {
+            Some(issuer) => params.signed_by(&key, issuer).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        (cert.pem(), key.serialize_pem())
+    };
+    let (trusted, trusted_key) = client(Some(&issuer));
+    let (stranger, stranger_key) = client(None);
+    (ca_cert.pem(), trusted, trusted_key, stranger, stranger_key)
+}
+
+#[tokio::test]
+async fn with_client_ca_set_only_a_certificate_it_issued_gets_in_and_others_get_403() {
+    let (ca, trusted, trusted_key, stranger, stranger_key) = client_identities();
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\ntls = { cert = \"certs/gateway.crt\", \
+                key = \"certs/gateway.key\", client_ca = \"clients.pem\" }\n"
+        .to_owned()
+        + &upstream_toml("u", &upstream.url("/in"), "")
+        + &pulse_route("[\"u\"]");
+    let site = Site::new(&toml);
+    std::fs::write(site.dir.path().join("clients.pem"), ca).unwrap();
+    let gateway = hookgate::gateway::Gateway::start(&site.config())
+        .await
+        .unwrap();
+    let gw = Running { site, gateway };
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let cert = gw.site.cert_path();
+
+    let answer = TestClient::with_identity(&cert, &stranger, &stranger_key)
+        .post(&url, &[], br#"{"request_id":"m1"}"#)
+        .await;
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.json()["error"], "client_certificate_untrusted");
+
+    let answer = gw
+        .site
+        .client()
+        .post(&url, &[], br#"{"request_id":"m2"}"#)
+        .await;
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.json()["error"], "client_certificate_missing");
+    assert_eq!(count(&gw.site.db_path(), "SELECT count(*) FROM events"), 0);
+
+    let answer = TestClient::with_identity(&cert, &trusted, &trusted_key)
+        .post(&url, &[], br#"{"request_id":"m3"}"#)
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert!(eventually(Duration::from_secs(10), || upstream.received().len() == 1).await);
+    assert_eq!(
+        upstream.received()[0].body,
+        br#"{"request_id":"m3"}"#.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_header_fields_get_431_over_both_protocols() {
+    let (_upstream, gw) = gateway("max_headers = 16\nmax_header_size = \"8KiB\"").await;
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let names: Vec<String> = (0..20).map(|i| format!("x-filler-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let big = "a".repeat(12 * 1024);
+    for client in [gw.site.client(), gw.site.h2_client()] {
+        let answer = client.post(&url, &many, b"{}").await;
+        assert_eq!(answer.status, 431);
+        let answer = client.post(&url, &[("x-big", &big)], b"{}").await;
+        assert_eq!(answer.status, 431);
+        let answer = client
+            .post(&url, &many[..4], br#"{"request_id":"fits"}"#)
+            .await;
+        assert!(answer.status.is_success(), "{}", answer.status);
+    }
+    assert_eq!(count(&gw.site.db_path(), "SELECT count(*) FROM events"), 1);
+}
+
+#[tokio::test]
+async fn the_global_rate_counts_verified_requests_of_every_route_together() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let second = "[[routes]]\nname = \"other\"\npath = \"/hooks/other\"\n\
+                  verify = { scheme = \"token\", query = \"token\", secrets = [{ file = \"pulse.token\" }] }\n\
+                  upstreams = [\"u\"]\n";
+    let toml = server_toml("global_rate = \"3/m\"")
+        + &upstream_toml("u", &upstream.url("/in"), "")
+        + &pulse_route("[\"u\"]")
+        + second;
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    // Unsigned requests do not spend the global allowance: it is taken after verification.
+    for _ in 0..5 {
+        let answer = client
+            .post(&gw.url("/hooks/pulse?token=no"), &[], b"{}")
+            .await;
+        assert_eq!(answer.status, 401);
+    }
+    let mut statuses = Vec::new();
+    for (i, path) in ["pulse", "other", "pulse", "other"].iter().enumerate() {
+        let url = gw.url(&format!("/hooks/{path}?token={TOKEN}"));
+        let body = format!("{{\"request_id\":\"g{i}\"}}");
+        let answer = client.post(&url, &[], body.as_bytes()).await;
+        statuses.push(answer.status.as_u16());
+        if answer.status == 429 {
+            assert_eq!(answer.headers["retry-after"], "20");
+        }
+    }
+    // The pulse route answers 503 when limited, the other route the default 429.
+    assert_eq!(statuses, [202, 202, 202, 429]);
+    assert_eq!(count(&gw.site.db_path(), "SELECT count(*) FROM events"), 3);
+}
+
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_ends_the_connection_and_others_are_still_served() {
+    let (upstream, gw) = gateway("").await;
+    let cert = CertificateDer::from_pem_file(gw.site.cert_path()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(gw.gateway.local_addr())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut send, connection) = h2::client::handshake(tls).await.unwrap();
+    let driver = tokio::spawn(connection);
+
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    for _ in 0..10_000 {
+        let request = http::Request::post(url.as_str()).body(()).unwrap();
+        let Ok(ready) = send.clone().ready().await else {
+            break;
+        };
+        send = ready;
+        let Ok((_, mut stream)) = send.send_request(request, false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the gateway closed the connection")
+        .unwrap();
+    let error = ended.expect_err("the connection ended in an error");
+    assert_eq!(
+        error.reason(),
+        Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{error}"
+    );
+
+    let answer = gw
+        .site
+        .h2_client()
+        .post(&url, &[], br#"{"request_id":"after-reset"}"#)
+        .await;
+    assert_eq!(answer.status, 202);
+    assert!(eventually(Duration::from_secs(10), || upstream.received().len() == 1).await);
 }

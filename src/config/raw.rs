@@ -55,6 +55,8 @@ pub struct RawServer {
     pub trusted_proxies: Vec<IpNet>,
     /// Requests per client IP, checked before the body is read.
     pub client_rate: Option<Rate>,
+    /// Verified requests per second for the whole gateway, all routes together.
+    pub global_rate: Option<Rate>,
     /// Time allowed to receive a request's headers.
     #[serde(default = "defaults::header_timeout")]
     pub header_timeout: Span,
@@ -70,6 +72,12 @@ pub struct RawServer {
     /// Request bodies held in memory at once, all requests together.
     #[serde(default = "defaults::max_inflight_body")]
     pub max_inflight_body: Size,
+    /// Header fields one request may carry.
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: usize,
+    /// Bytes of all header fields of one request together.
+    #[serde(default = "defaults::max_header_size")]
+    pub max_header_size: Size,
 }
 
 impl Default for RawServer {
@@ -80,11 +88,14 @@ impl Default for RawServer {
             max_body: defaults::max_body(),
             trusted_proxies: Vec::new(),
             client_rate: None,
+            global_rate: None,
             header_timeout: defaults::header_timeout(),
             body_timeout: defaults::body_timeout(),
             idle_timeout: defaults::idle_timeout(),
             max_connections: defaults::max_connections(),
             max_inflight_body: defaults::max_inflight_body(),
+            max_headers: defaults::max_headers(),
+            max_header_size: defaults::max_header_size(),
         }
     }
 }
@@ -131,6 +142,9 @@ pub struct RawTls {
     pub cert: PathBuf,
     /// Private key of the leaf certificate.
     pub key: PathBuf,
+    /// CA certificates that client certificates must chain to; set, every request must
+    /// present one that does (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[store]`.
@@ -393,6 +407,12 @@ pub mod defaults {
     }
     pub(super) fn max_connections() -> usize {
         10_000
+    }
+    pub(super) fn max_headers() -> usize {
+        64
+    }
+    pub(super) fn max_header_size() -> Size {
+        Size(16 * 1024)
     }
     pub(super) fn store_path() -> PathBuf {
         PathBuf::from("data/hookgate.db")

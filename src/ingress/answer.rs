@@ -19,13 +19,21 @@ pub enum Rejection {
     MethodNotAllowed,
     /// The client address is not in the route's allow list.
     Forbidden,
+    /// The listener wants a client certificate from `client_ca`, and this connection
+    /// presented none (`missing`) or one that does not chain to it.
+    ClientCertificate {
+        /// No certificate was presented at all.
+        missing: bool,
+    },
+    /// More header fields than `server.max_headers`.
+    TooManyHeaders,
     /// A rate limit was hit; try again after `retry_after` seconds.
     Limited {
         /// `429` or `503`, as the route chooses.
         status: StatusCode,
         /// Seconds until a request would be allowed.
         retry_after: u64,
-        /// Which limit: `client` or `route`.
+        /// Which limit: `client`, `route` or `global`.
         limiter: &'static str,
     },
     /// The body is larger than the route accepts.
@@ -56,7 +64,8 @@ impl Rejection {
         match self {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Rejection::Forbidden => StatusCode::FORBIDDEN,
+            Rejection::Forbidden | Rejection::ClientCertificate { .. } => StatusCode::FORBIDDEN,
+            Rejection::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::Limited { status, .. } => *status,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -73,6 +82,9 @@ impl Rejection {
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed => "method_not_allowed",
             Rejection::Forbidden => "forbidden",
+            Rejection::ClientCertificate { missing: true } => "client_certificate_missing",
+            Rejection::ClientCertificate { missing: false } => "client_certificate_untrusted",
+            Rejection::TooManyHeaders => "too_many_headers",
             Rejection::Limited { .. } => "rate_limited",
             Rejection::TooLarge { .. } => "body_too_large",
             Rejection::Timeout => "body_timeout",
@@ -90,6 +102,13 @@ impl Rejection {
             Rejection::NotFound => "no route for this path".into(),
             Rejection::MethodNotAllowed => "only POST is accepted".into(),
             Rejection::Forbidden => "client address not allowed".into(),
+            Rejection::ClientCertificate { missing: true } => {
+                "this listener needs a client certificate".into()
+            }
+            Rejection::ClientCertificate { missing: false } => {
+                "client certificate not trusted".into()
+            }
+            Rejection::TooManyHeaders => "too many header fields".into(),
             Rejection::Limited { .. } => "too many requests, retry later".into(),
             Rejection::TooLarge { limit } => format!("body larger than {limit} bytes"),
             Rejection::Timeout => "body not received in time".into(),

@@ -14,11 +14,18 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
 
-use super::{Live, handler};
+use super::handler::Peer;
+use super::{ClientCert, Live, handler};
 use crate::config::Server;
 
 /// How often a connection checks whether it has been idle too long.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
+/// HTTP/2 streams open at once on one connection.
+const MAX_STREAMS: u32 = 128;
+/// HTTP/2 streams reset by the client before the gateway took them up.
+const MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams the gateway reset because the client broke the protocol.
+const MAX_LOCAL_RESETS: usize = 256;
 
 /// What a connection holds until it ends: its slot under the connection cap, and a handle
 /// the listener waits on at shutdown.
@@ -37,32 +44,49 @@ pub(super) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let server = live.ingress().server.clone();
-    let Some(acceptor) = live.tls() else {
+    let Some(tls) = live.tls() else {
         let builder = builder(&server, None);
+        let peer = Peer::new(peer, ClientCert::NotAsked);
         return drive(TokioIo::new(stream), builder, peer, live, stop, held).await;
     };
-    let stream = match tokio::time::timeout(server.header_timeout, acceptor.accept(stream)).await {
+    let accept = tls.acceptor().accept(stream);
+    let stream = match tokio::time::timeout(server.header_timeout, accept).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
     // ALPN already chose the protocol, so no bytes are read to guess it.
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let cert = tls.judge(stream.get_ref().1);
+    if let ClientCert::Untrusted(reason) = &cert {
+        tracing::info!(%peer, reason, "client certificate not trusted");
+    }
     let builder = builder(&server, Some(h2));
+    let peer = Peer::new(peer, cert);
     drive(TokioIo::new(stream), builder, peer, live, stop, held).await;
 }
 
-/// HTTP/1.1 with the header timeout, HTTP/2 with bounded streams; `h2` fixes the protocol.
+/// HTTP/1.1 with the header timeout, HTTP/2 with bounded streams and resets; both with the
+/// header caps. `h2` fixes the protocol.
 fn builder(server: &Server, h2: Option<bool>) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(server.header_timeout);
+        .header_read_timeout(server.header_timeout)
+        .max_headers(server.max_headers)
+        // The read buffer holds the request head; past this hyper answers `431`.
+        .max_buf_size((server.max_header_size as usize).max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(128);
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(server.max_header_size)
+        // Streams the client opens and cancels before they are served (rapid reset), and
+        // streams the gateway had to reset, are bounded; past either the connection ends
+        // with GOAWAY.
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_RESETS);
     match h2 {
         Some(true) => builder.http2_only(),
         Some(false) => builder.http1_only(),
@@ -101,7 +125,7 @@ impl Activity {
 async fn drive<I>(
     io: TokioIo<I>,
     builder: auto::Builder<TokioExecutor>,
-    peer: SocketAddr,
+    peer: Peer,
     live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
     held: Held,
@@ -114,11 +138,13 @@ async fn drive<I>(
         since: Mutex::new((Instant::now(), false)),
     });
     let tracker = activity.clone();
+    let address = peer.address;
+    let peer = Arc::new(peer);
     let service = service_fn(move |request| {
-        let (ingress, tracker) = (live.ingress(), tracker.clone());
+        let (ingress, tracker, peer) = (live.ingress(), tracker.clone(), peer.clone());
         async move {
             tracker.change(1);
-            let response = handler::handle(&ingress, peer.ip(), request).await;
+            let response = handler::handle(&ingress, &peer, request).await;
             tracker.change(-1);
             Ok::<_, std::convert::Infallible>(response)
         }
@@ -141,7 +167,7 @@ async fn drive<I>(
                         break;
                     }
                 } else if idle_too_long(&activity, &server) {
-                    tracing::debug!(%peer, "closing an idle connection");
+                    tracing::debug!(peer = %address, "closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now());
                 }

@@ -1,6 +1,6 @@
 //! One request's way through the gateway: route, limit, read, verify, store, answer.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -8,11 +8,11 @@ use http::request::Parts;
 use http::{Method, Request, Response};
 use tokio::time::Instant;
 
-use super::Ingress;
 use super::answer::{self, Body, Rejection};
 use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
 use super::encoding::{content_encoding, inflate};
+use super::{ClientCert, Ingress};
 use crate::route::{Route, SignatureOver};
 use crate::store::{NewEvent, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
@@ -24,14 +24,35 @@ const STORE_RETRY_AFTER: u64 = 5;
 /// Seconds a sender is asked to wait while the queue is past its high-water mark.
 const BACKLOG_RETRY_AFTER: u64 = 30;
 
+/// Who is at the other end of a connection.
+#[derive(Debug)]
+pub(super) struct Peer {
+    /// The TCP peer.
+    pub(super) address: SocketAddr,
+    /// What its client certificate proved.
+    cert: ClientCert,
+}
+
+impl Peer {
+    pub(super) fn new(address: SocketAddr, cert: ClientCert) -> Peer {
+        Peer { address, cert }
+    }
+}
+
 /// Answers one request. Never fails: every problem becomes an answer.
 pub(super) async fn handle(
     ingress: &Ingress,
-    peer: IpAddr,
+    peer: &Peer,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    if let Err(rejection) = at_the_door(ingress, peer, &parts) {
+        let (status, error) = (rejection.status().as_u16(), rejection.code());
+        tracing::info!(status, error, client = %peer.address.ip(), "rejected");
+        ingress.metrics.request("none", error);
+        return rejection.into_response();
+    }
     let host = host_of(&parts);
     let Some(matched) = ingress.router.find(host.as_deref(), parts.uri.path()) else {
         tracing::info!(status = 404, error = "not_found", "rejected");
@@ -40,7 +61,11 @@ pub(super) async fn handle(
     };
     let route = matched.route.clone();
     let tail = matched.tail.map(str::to_owned);
-    let client = client_ip(peer, &parts.headers, &ingress.server.trusted_proxies);
+    let client = client_ip(
+        peer.address.ip(),
+        &parts.headers,
+        &ingress.server.trusted_proxies,
+    );
 
     let outcome = accept(ingress, &route, client, parts, body, tail.as_deref()).await;
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -99,6 +124,21 @@ fn count_rejected(ingress: &Ingress, route: &str, rejection: &Rejection) {
         }
         _ => {}
     }
+}
+
+/// What is refused before routing: a connection without a trusted client certificate when
+/// the listener wants one, and a request with too many header fields (HTTP/1.1 refuses
+/// those while parsing; HTTP/2 has no count of its own).
+fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Rejection> {
+    match peer.cert {
+        ClientCert::NotAsked | ClientCert::Trusted => {}
+        ClientCert::Missing => return Err(Rejection::ClientCertificate { missing: true }),
+        ClientCert::Untrusted(_) => return Err(Rejection::ClientCertificate { missing: false }),
+    }
+    if parts.headers.len() > ingress.server.max_headers {
+        return Err(Rejection::TooManyHeaders);
+    }
+    Ok(())
 }
 
 async fn accept(
@@ -183,7 +223,7 @@ fn admit(
         .map_err(Rejection::Unauthorized)
 }
 
-/// The scheme's verdict on the whole request, then the route's rate.
+/// The scheme's verdict on the whole request, then the route's and the gateway's rates.
 fn verify(ingress: &Ingress, route: &Route, incoming: &Incoming<'_>) -> Result<(), Rejection> {
     let verified = route
         .verifier
@@ -191,8 +231,8 @@ fn verify(ingress: &Ingress, route: &Route, incoming: &Incoming<'_>) -> Result<(
         .map_err(Rejection::Unauthorized)?;
     ingress
         .limits
-        .check_route(&route.name)
-        .map_err(|retry_after| limited(route, "route", retry_after))?;
+        .check_verified(&route.name)
+        .map_err(|(limiter, retry_after)| limited(route, limiter, retry_after))?;
     if let Some(skew) = verified.skew_secs {
         let labels = RouteLabel {
             route: route.name.to_string(),

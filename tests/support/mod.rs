@@ -164,15 +164,27 @@ impl Answer {
 
 impl TestClient {
     pub fn new(cert: &Path, http2_only: bool) -> TestClient {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .expect("certificate file")
-            .collect::<Result<_, _>>()
-            .expect("certificate parses");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(certs);
         let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
+            .with_root_certificates(roots(cert))
             .with_no_client_auth();
+        TestClient::with_tls(tls, http2_only)
+    }
+
+    /// A client that presents `chain` (PEM, leaf first) with its private key `key` (PEM).
+    pub fn with_identity(cert: &Path, chain: &str, key: &str) -> TestClient {
+        let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("client chain parses");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+            .expect("client key parses");
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots(cert))
+            .with_client_auth_cert(chain, key)
+            .expect("client identity");
+        TestClient::with_tls(tls, false)
+    }
+
+    fn with_tls(tls: rustls::ClientConfig, http2_only: bool) -> TestClient {
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only();
@@ -234,6 +246,17 @@ impl TestClient {
             body,
         }
     }
+}
+
+/// A root store holding the certificates of one PEM file.
+fn roots(cert: &Path) -> rustls::RootCertStore {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("certificate file")
+        .collect::<Result<_, _>>()
+        .expect("certificate parses");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(certs);
+    roots
 }
 
 /// Waits up to `limit` for `done` to hold, polling every 20 ms.
