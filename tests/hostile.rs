@@ -473,3 +473,93 @@ async fn an_http2_rapid_reset_flood_ends_the_connection_and_others_are_still_ser
     assert_eq!(answer.status, 202);
     assert!(eventually(Duration::from_secs(10), || upstream.received().len() == 1).await);
 }
+
+#[tokio::test]
+async fn the_allow_list_answers_403_before_anything_else_and_lets_its_networks_in() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let route = |name: &str, allow: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nallow = {allow}\n\
+             verify = {{ scheme = \"token\", query = \"token\", secrets = [{{ file = \"pulse.token\" }}] }}\n\
+             upstreams = [\"u\"]\n"
+        )
+    };
+    let toml = server_toml("")
+        + &upstream_toml("u", &upstream.url("/in"), "")
+        + &route("closed", "[\"10.0.0.0/8\", \"2001:db8::/32\"]")
+        + &route("open", "[\"127.0.0.0/8\"]");
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    let closed = gw.url(&format!("/hooks/closed?token={TOKEN}"));
+    for (method, url) in [
+        ("POST", closed.as_str()),
+        ("GET", closed.as_str()),
+        ("POST", &gw.url("/hooks/closed?token=wrong")),
+    ] {
+        let answer = client.request(method, url, &[], b"{}").await;
+        assert_eq!(answer.status, 403, "{method} {url}");
+        assert_eq!(answer.json()["error"], "forbidden");
+    }
+    let open = gw.url(&format!("/hooks/open?token={TOKEN}"));
+    assert_eq!(client.post(&open, &[], b"{}").await.status, 202);
+    assert_eq!(count(&gw.site.db_path(), "SELECT count(*) FROM events"), 1);
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_gets_408_and_is_not_stored() {
+    let (_upstream, gw) = gateway("body_timeout = \"1s\"").await;
+    let mut stream = gw.raw_tls().await;
+    let head = format!(
+        "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 500\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(br#"{"request_id":"short"}"#)
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered after the body timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert_eq!(count(&gw.site.db_path(), "SELECT count(*) FROM events"), 0);
+}
+
+#[tokio::test]
+async fn headers_dripped_a_byte_at_a_time_are_cut_off_at_the_header_timeout() {
+    let (_upstream, gw) = gateway("header_timeout = \"1s\"").await;
+    let mut stream = gw.raw_tls().await;
+    let head = format!("POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\nx-slow: ");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    // One byte every 200 ms would keep a per-read timer happy forever.
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if stream.write_all(b"a").await.is_err() || stream.flush().await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(read) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
+            // An answer (408) or the end of the stream: either way the gateway gave up.
+            let _ = read;
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "the connection was still open after 10 s of dripping"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -185,7 +185,7 @@ async fn accept(
     store(ingress, route, event).await
 }
 
-/// What is decided before the body is read: method, allow list, client rate, declared
+/// What is decided before the body is read: allow list, method, client rate, declared
 /// size, and whatever the scheme can judge from the URL and headers alone.
 fn admit(
     ingress: &Ingress,
@@ -195,11 +195,11 @@ fn admit(
     tail: Option<&str>,
     now: u64,
 ) -> Result<(), Rejection> {
-    if parts.method != Method::POST {
-        return Err(Rejection::MethodNotAllowed);
-    }
     if !route.allow.is_empty() && !route.allow.iter().any(|net| net.contains(&client)) {
         return Err(Rejection::Forbidden);
+    }
+    if parts.method != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
     }
     ingress
         .limits

@@ -184,6 +184,25 @@ impl TestClient {
         TestClient::with_tls(tls, false)
     }
 
+    /// An HTTP/1.1 client whose connections come from the local address `from` (any of
+    /// 127.0.0.0/8 works on loopback), as if from another machine.
+    pub fn bound_to(cert: &Path, from: std::net::IpAddr) -> TestClient {
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots(cert))
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(Some(from));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        TestClient {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
     fn with_tls(tls: rustls::ClientConfig, http2_only: bool) -> TestClient {
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -324,8 +343,13 @@ pub fn run_logged_at(site: &Site, level: &str) -> (Logged, u16) {
             sink.lock().unwrap().push(line);
         }
     });
-    let port = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
-    (Logged { child, lines }, port)
+    let logged = Logged { child, lines };
+    // `logged` kills the process when this fails.
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the gateway logs its start at info")
+        .expect("the started line holds the port");
+    (logged, port)
 }
 
 impl Logged {
