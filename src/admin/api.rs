@@ -116,6 +116,7 @@ async fn retry_all(admin: &Admin, query: Option<&str>) -> Reply {
         route: params.text("route"),
         after: params.after()?,
         limit: params.limit()?,
+        among: admin.pauses.names(),
     };
     let retried = admin.store.retry_all(filter).await?;
     for upstream in &retried.upstreams {

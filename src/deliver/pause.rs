@@ -21,6 +21,11 @@ impl Pauses {
         pauses
     }
 
+    /// The configured upstreams, by name.
+    pub fn names(&self) -> Vec<String> {
+        self.0.read().keys().map(|k| k.to_string()).collect()
+    }
+
     /// Whether `upstream` is configured.
     pub fn knows(&self, upstream: &str) -> bool {
         self.0.get(upstream).is_some()

@@ -177,6 +177,9 @@ pub struct RetryFilter {
     pub after: i64,
     /// At most this many, lowest ids first; all when absent.
     pub limit: Option<usize>,
+    /// Only deliveries to these upstreams: the configured ones, so dead letters of an
+    /// upstream removed from the file stay dead.
+    pub among: Vec<String>,
 }
 
 /// The outcome of replaying one delivery.

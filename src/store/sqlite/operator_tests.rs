@@ -158,9 +158,11 @@ async fn retry_all_replays_what_matches_in_batches() {
     kill_all(&store, "u").await;
     kill_all(&store, "v").await;
 
+    let configured = vec!["u".to_owned(), "v".to_owned()];
     let only_u = RetryFilter {
         upstream: Some("u".into()),
         limit: Some(2),
+        among: configured.clone(),
         ..RetryFilter::default()
     };
     let batch = store.retry_all(only_u.clone()).await.unwrap();
@@ -178,8 +180,18 @@ async fn retry_all_replays_what_matches_in_batches() {
         .await
         .unwrap();
     assert!(dead.len() == 3 && dead.iter().all(|d| d.upstream == "v"));
-    let everything = store.retry_all(RetryFilter::default()).await.unwrap();
-    assert_eq!(everything.retried, 3);
+    // With `v` gone from the configuration, its dead letters stay dead.
+    let without_v = RetryFilter {
+        among: vec!["u".to_owned()],
+        ..RetryFilter::default()
+    };
+    let none = store.retry_all(without_v).await.unwrap();
+    assert_eq!((none.retried, none.remaining), (0, 0));
+    let everything = RetryFilter {
+        among: configured,
+        ..RetryFilter::default()
+    };
+    assert_eq!(store.retry_all(everything).await.unwrap().retried, 3);
 }
 
 #[tokio::test]

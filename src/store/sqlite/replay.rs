@@ -30,11 +30,13 @@ pub(super) fn retry(conn: &Connection, id: i64, now: i64) -> Result<RetryOne, St
 }
 
 /// Dead letters matching a filter, lowest id first. Parameters: `?1` the id cursor, `?2`
-/// the upstream, `?3` the route, `?4` the limit (`-1` for none).
+/// the upstream, `?3` the route, `?4` the limit (`-1` for none), `?5` a JSON array of the
+/// upstreams that may be replayed.
 const MATCHING: &str =
     "SELECT d.id, d.upstream FROM deliveries d JOIN events e ON e.id = d.event_id
      WHERE d.state = 'dead' AND d.id > ?1 AND (?2 IS NULL OR d.upstream = ?2)
        AND (?3 IS NULL OR e.route = ?3)
+       AND d.upstream IN (SELECT value FROM json_each(?5))
      ORDER BY d.id LIMIT ?4";
 
 /// Makes every dead letter matching `filter` pending again, due `now`.
@@ -44,7 +46,8 @@ pub(super) fn retry_all(
     now: i64,
 ) -> Result<RetriedAll, StoreError> {
     let limit = filter.limit.map_or(-1, |l| l as i64);
-    let args = params![filter.after, filter.upstream, filter.route, limit];
+    let among = serde_json::Value::from(filter.among.clone()).to_string();
+    let args = params![filter.after, filter.upstream, filter.route, limit, among];
 
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT DISTINCT upstream FROM ({MATCHING}) ORDER BY upstream"
@@ -56,7 +59,7 @@ pub(super) fn retry_all(
         .prepare_cached(&format!("SELECT COUNT(*), MAX(id) FROM ({MATCHING})"))?
         .query_row(args, |r| Ok((r.get(0)?, r.get(1)?)))?;
     conn.prepare_cached(&format!(
-        "UPDATE deliveries SET state = 'pending', due_at = ?5, updated_at = ?5
+        "UPDATE deliveries SET state = 'pending', due_at = ?6, updated_at = ?6
          WHERE id IN (SELECT id FROM ({MATCHING}))"
     ))?
     .execute(params![
@@ -64,13 +67,14 @@ pub(super) fn retry_all(
         filter.upstream,
         filter.route,
         limit,
+        among,
         now
     ])?;
     // Those just replayed are no longer dead: what still matches is what is left.
     let remaining: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM ({MATCHING})"))?
         .query_row(
-            params![filter.after, filter.upstream, filter.route, -1],
+            params![filter.after, filter.upstream, filter.route, -1, among],
             |r| r.get(0),
         )?;
     Ok(RetriedAll {
