@@ -563,3 +563,78 @@ async fn headers_dripped_a_byte_at_a_time_are_cut_off_at_the_header_timeout() {
         started.elapsed()
     );
 }
+
+/// Sends one request on `stream` and reads the status line of its answer.
+async fn status_on<S>(stream: &mut S) -> std::io::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let body = r#"{"request_id":"on-stream"}"#;
+    let head = format!(
+        "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let mut answer = vec![0u8; 512];
+    let n = stream.read(&mut answer).await?;
+    Ok(String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_working() {
+    let (_upstream, gw) = gateway("max_connections = 3").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(gw.raw_tls().await);
+    }
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut stream = gw.try_raw_tls().await?;
+        status_on(&mut stream).await
+    })
+    .await
+    .expect("the extra connection was closed, not left hanging");
+    assert!(
+        refused.as_ref().is_ok_and(String::is_empty) || refused.is_err(),
+        "a fourth connection was served: {refused:?}"
+    );
+    // The connections already open are served...
+    assert_eq!(
+        status_on(&mut open[0]).await.unwrap(),
+        "HTTP/1.1 202 Accepted"
+    );
+    // ...and a closed one frees its slot.
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(mut stream) = gw.try_raw_tls().await {
+            if let Ok(line) = status_on(&mut stream).await {
+                if !line.is_empty() {
+                    again = Some(line);
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(again.as_deref(), Some("HTTP/1.1 200 OK"));
+}
+
+#[tokio::test]
+async fn a_connection_idle_after_its_request_is_closed_after_the_idle_timeout() {
+    let (_upstream, gw) = gateway("idle_timeout = \"1s\"").await;
+    let mut stream = gw.raw_tls().await;
+    assert_eq!(
+        status_on(&mut stream).await.unwrap(),
+        "HTTP/1.1 202 Accepted"
+    );
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {read:?}"
+    );
+}

@@ -119,18 +119,20 @@ impl Running {
 
     /// A bare TLS stream to the gateway, for writing HTTP by hand.
     pub async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        let cert = CertificateDer::from_pem_file(self.site.cert_path()).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).unwrap();
+        self.try_raw_tls().await.expect("TLS handshake")
+    }
+
+    /// A bare TLS stream, or why the connection or handshake failed.
+    pub async fn try_raw_tls(
+        &self,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
+            .with_root_certificates(roots(&self.site.cert_path()))
             .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-        let stream = tokio::net::TcpStream::connect(self.gateway.local_addr())
-            .await
-            .unwrap();
+        let stream = tokio::net::TcpStream::connect(self.gateway.local_addr()).await?;
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        connector.connect(name, stream).await.unwrap()
+        connector.connect(name, stream).await
     }
 
     /// `https://localhost:PORT` + `path`.
