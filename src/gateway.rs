@@ -91,6 +91,10 @@ struct Fixed {
     admin_token: Option<crate::config::secret::Secret>,
     tls: bool,
     log: LogSettings,
+    max_connections: usize,
+    max_inflight_body: u64,
+    high_water: u64,
+    retention: Duration,
 }
 
 impl Fixed {
@@ -102,6 +106,10 @@ impl Fixed {
             admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
             tls: config.server.tls.is_some(),
             log: config.log.clone(),
+            max_connections: config.server.max_connections,
+            max_inflight_body: config.server.max_inflight_body,
+            high_water: config.high_water,
+            retention: config.retention,
         }
     }
 }
@@ -196,6 +204,19 @@ impl Gateway {
             (fixed.admin_token == self.fixed.admin_token, "admin.token"),
             (fixed.log == self.fixed.log, "[log]"),
             (fixed.tls == self.fixed.tls, "server.tls (on or off)"),
+            (
+                fixed.max_connections == self.fixed.max_connections,
+                "server.max_connections",
+            ),
+            (
+                fixed.max_inflight_body == self.fixed.max_inflight_body,
+                "server.max_inflight_body",
+            ),
+            (
+                fixed.high_water == self.fixed.high_water,
+                "store.high_water",
+            ),
+            (fixed.retention == self.fixed.retention, "store.retention"),
         ] {
             if !same {
                 return Err(ReloadError::NeedsRestart(what));

@@ -119,6 +119,16 @@ async fn removing_an_upstream_with_pending_deliveries_is_refused_and_the_old_one
         matches!(refused, ReloadError::NeedsRestart("server.listen")),
         "{refused}"
     );
+    let more = server_toml("max_connections = 7") + down + &pulse_route("[\"down\"]");
+    let refused = gw
+        .gateway
+        .reload(&config_with(&gw.site, &more))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ReloadError::NeedsRestart("server.max_connections")),
+        "{refused}"
+    );
 
     let answer = gw
         .site
