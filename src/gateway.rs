@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -253,6 +253,10 @@ impl Gateway {
             old.body_budget.clone(),
         );
         self.live.replace(ingress, tls);
+        if !removed.is_empty() {
+            let store = old.store.clone();
+            tokio::spawn(recheck_removed(Arc::downgrade(&old), store, removed));
+        }
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
@@ -330,6 +334,25 @@ async fn warn_of_orphans(store: &dyn Store, config: &Config) {
         if !config.upstreams.iter().any(|u| *u.name == *depth.upstream) {
             tracing::warn!(upstream = %depth.upstream, pending = depth.count,
                 "pending deliveries for an upstream that is no longer configured");
+        }
+    }
+}
+
+/// A request that was being read when a reload removed an upstream can still create a
+/// delivery for it. Once no request uses the replaced configuration, says so if any did.
+async fn recheck_removed(replaced: Weak<Ingress>, store: Arc<dyn Store>, removed: Vec<Arc<str>>) {
+    while replaced.strong_count() > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Ok(pending) = store.pending(&removed).await {
+        if pending > 0 {
+            let upstream = removed.join(", ");
+            tracing::warn!(
+                upstream,
+                pending,
+                "requests under way during the reload left deliveries for removed upstreams; \
+                 they are kept, but nothing sends them until the upstream is configured again"
+            );
         }
     }
 }

@@ -314,3 +314,63 @@ async fn reloads_under_load_never_send_an_event_twice() {
     ids.dedup();
     assert_eq!((ids.len(), total), (16, 16), "every event once, none twice");
 }
+
+#[tokio::test]
+async fn a_request_read_across_a_reload_that_removes_its_upstream_is_warned_about() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (u, v) = (
+        SampleUpstream::start(Behaviour::Accept).await.unwrap(),
+        SampleUpstream::start(Behaviour::Accept).await.unwrap(),
+    );
+    let both = server_toml("")
+        + &upstream_toml("u", &u.url("/"), "")
+        + &upstream_toml("v", &v.url("/"), "")
+        + &pulse_route("[\"u\", \"v\"]");
+    let site = Site::new(&both);
+    let (gateway, port) = run_logged_at(&site, "info");
+
+    // A request whose body is still on its way...
+    let body = br#"{"request_id":"across"}"#;
+    let mut slow = raw_tls_to(&site.cert_path(), port).await.unwrap();
+    let head = format!(
+        "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body[..5]).await.unwrap();
+    slow.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // ...while a reload removes `v`, which has nothing pending yet, so it is allowed.
+    let only_u = server_toml("") + &upstream_toml("u", &u.url("/"), "") + &pulse_route("[\"u\"]");
+    std::fs::write(&site.config_path, only_u).unwrap();
+    let pid = gateway.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || gateway
+            .logged(&["configuration reloaded"]))
+        .await
+    );
+
+    // The request finishes under the configuration it started with: a delivery for `v`.
+    slow.write_all(&body[5..]).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = slow.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    drop(slow);
+    assert!(
+        eventually(Duration::from_secs(10), || gateway
+            .logged(&["deliveries for removed upstreams", "v"]))
+        .await,
+        "no warning about the delivery left for v"
+    );
+    assert!(eventually(Duration::from_secs(10), || u.accepted().len() == 1).await);
+    assert!(v.received().is_empty());
+}

@@ -126,13 +126,7 @@ impl Running {
     pub async fn try_raw_tls(
         &self,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots(&self.site.cert_path()))
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-        let stream = tokio::net::TcpStream::connect(self.gateway.local_addr()).await?;
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        connector.connect(name, stream).await
+        raw_tls_to(&self.site.cert_path(), self.gateway.local_addr().port()).await
     }
 
     /// `https://localhost:PORT` + `path`.
@@ -267,6 +261,20 @@ impl TestClient {
             body,
         }
     }
+}
+
+/// A bare TLS stream to a gateway on `127.0.0.1:port` whose certificate is in `cert`.
+pub async fn raw_tls_to(
+    cert: &Path,
+    port: u16,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots(cert))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, stream).await
 }
 
 /// A root store holding the certificates of one PEM file.
