@@ -33,10 +33,19 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A loopback address no one listens on now.
-fn free_addr() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().to_string()
+/// A gateway whose admin listener took a free port; the file then names that port, so the
+/// command line finds the admin listener the way an operator's would.
+async fn started(toml: &str) -> Running {
+    let gw = Running::start(toml).await;
+    let admin = gw.gateway.admin_addr().unwrap();
+    let text = std::fs::read_to_string(&gw.site.config_path).unwrap();
+    let pinned = text.replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"{admin}\""),
+    );
+    assert_ne!(text, pinned, "the admin listen line was not found");
+    std::fs::write(&gw.site.config_path, pinned).unwrap();
+    gw
 }
 
 #[tokio::test]
@@ -47,8 +56,8 @@ async fn list_show_and_retry_work_against_a_running_gateway() {
     let upstream =
         upstream_toml("flaky", &flaky.url("/"), "").replace("max_attempts = 5", "max_attempts = 1");
     let toml =
-        server_toml("") + &admin_toml(&free_addr()) + &upstream + &pulse_route("[\"flaky\"]");
-    let gw = Running::start(&toml).await;
+        server_toml("") + &admin_toml("127.0.0.1:0") + &upstream + &pulse_route("[\"flaky\"]");
+    let gw = started(&toml).await;
     let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
     let mut events = Vec::new();
     for n in 0..3 {
@@ -104,8 +113,9 @@ async fn list_show_and_retry_work_against_a_running_gateway() {
 async fn errors_exit_non_zero_with_a_clear_message() {
     let sink = SampleUpstream::start(Behaviour::Accept).await.unwrap();
     let upstream = upstream_toml("sink", &sink.url("/"), "");
-    let toml = server_toml("") + &admin_toml(&free_addr()) + &upstream + &pulse_route("[\"sink\"]");
-    let gw = Running::start(&toml).await;
+    let toml =
+        server_toml("") + &admin_toml("127.0.0.1:0") + &upstream + &pulse_route("[\"sink\"]");
+    let gw = started(&toml).await;
     let config = &gw.site.config_path;
 
     let unknown = hookgate(config, &["deliveries", "retry", "424242"]).await;
