@@ -1,6 +1,26 @@
 //! The `hookgate` command line: `run`, `check`, `sign`, `send`, `callback-url`, `demo`,
 //! and `deliveries`.
 
+/// Prints a line to standard output. A reader that went away, as `| head -1` does, ends
+/// the program quietly instead of with a panic.
+macro_rules! say {
+    () => {
+        $crate::cli::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Prints a line to standard error, ignoring a stream that cannot be written: the line is
+/// a message about the program's end, and there is nowhere else to say it.
+macro_rules! esay {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod admin_client;
 mod callback;
 mod check;
@@ -16,6 +36,24 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+
+/// The body of [`say!`].
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            esay!("hookgate: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// A TLS-terminating webhook gateway: verify, deduplicate, store, fan out.
 #[derive(Debug, Parser)]
@@ -65,7 +103,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("hookgate: cannot start the runtime: {error}");
+            esay!("hookgate: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -83,7 +121,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("hookgate: {message}");
+            esay!("hookgate: {message}");
             ExitCode::FAILURE
         }
     }

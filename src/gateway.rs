@@ -344,16 +344,16 @@ async fn recheck_removed(replaced: Weak<Ingress>, store: Arc<dyn Store>, removed
     while replaced.strong_count() > 0 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    if let Ok(pending) = store.pending(&removed).await {
-        if pending > 0 {
-            let upstream = removed.join(", ");
-            tracing::warn!(
-                upstream,
-                pending,
-                "requests under way during the reload left deliveries for removed upstreams; \
-                 they are kept, but nothing sends them until the upstream is configured again"
-            );
-        }
+    if let Ok(pending) = store.pending(&removed).await
+        && pending > 0
+    {
+        let upstream = removed.join(", ");
+        tracing::warn!(
+            upstream,
+            pending,
+            "requests under way during the reload left deliveries for removed upstreams; \
+             they are kept, but nothing sends them until the upstream is configured again"
+        );
     }
 }
 

@@ -610,13 +610,12 @@ async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_work
     drop(open.pop());
     let mut again = None;
     for _ in 0..50 {
-        if let Ok(mut stream) = gw.try_raw_tls().await {
-            if let Ok(line) = status_on(&mut stream).await {
-                if !line.is_empty() {
-                    again = Some(line);
-                    break;
-                }
-            }
+        if let Ok(mut stream) = gw.try_raw_tls().await
+            && let Ok(line) = status_on(&mut stream).await
+            && !line.is_empty()
+        {
+            again = Some(line);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -56,9 +56,9 @@ pub(super) fn callback_url(config: &Config, args: &CallbackArgs) -> CliResult {
             )
         })??;
     let encoded: String = form_urlencoded::byte_serialize(url.as_bytes()).collect();
-    println!("{url}");
-    println!();
-    println!("percent-encoded, to pass as a query parameter (webhook_url=...):");
-    println!("{encoded}");
+    say!("{url}");
+    say!();
+    say!("percent-encoded, to pass as a query parameter (webhook_url=...):");
+    say!("{encoded}");
     Ok(())
 }

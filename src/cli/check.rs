@@ -9,9 +9,9 @@ use crate::route::DedupKey;
 pub(super) fn check(path: &Path) -> CliResult {
     let config = load(path)?;
     for warning in &config.warnings {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
-    println!(
+    say!(
         "{}: ok, listening on {}",
         path.display(),
         config.server.listen
@@ -30,7 +30,7 @@ pub(super) fn check(path: &Path) -> CliResult {
                 false => format!("{} (filtered)", t.upstream),
             })
             .collect();
-        println!(
+        say!(
             "  route {} POST {}{} verify={} dedup={} window={} -> {}",
             route.name,
             route.path,
@@ -46,9 +46,12 @@ pub(super) fn check(path: &Path) -> CliResult {
         );
     }
     for upstream in &config.upstreams {
-        println!(
+        say!(
             "  upstream {} {} concurrency={} max_attempts={}",
-            upstream.name, upstream.url, upstream.concurrency, upstream.retry.max_attempts
+            upstream.name,
+            upstream.url,
+            upstream.concurrency,
+            upstream.retry.max_attempts
         );
     }
     Ok(())

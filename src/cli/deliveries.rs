@@ -102,7 +102,7 @@ async fn list(admin: &AdminClient, args: &ListArgs) -> CliResult {
     );
     let listed: Listed = admin.get(&path).await?;
     if listed.deliveries.is_empty() {
-        println!("no {} deliveries", state.unwrap_or("matching"));
+        say!("no {} deliveries", state.unwrap_or("matching"));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = listed.deliveries.iter().map(delivery_row).collect();
@@ -141,23 +141,23 @@ async fn show(admin: &AdminClient, id: &str) -> CliResult {
     let path = format!("/api/events/{}", encode_segment(id));
     let detail: EventDetail = admin.get(&path).await?;
     let event = &detail.event;
-    println!("event      {}", event.id);
-    println!("route      {}", event.route);
-    println!("received   {} UTC", time(event.received_at));
-    println!("size       {} bytes", event.size);
-    println!("dedup key  {}", event.dedup_key);
-    println!(
+    say!("event      {}", event.id);
+    say!("route      {}", event.route);
+    say!("received   {} UTC", time(event.received_at));
+    say!("size       {} bytes", event.size);
+    say!("dedup key  {}", event.dedup_key);
+    say!(
         "type       {}",
         event.content_type.as_deref().unwrap_or("-")
     );
-    println!("client     {}", detail.client_ip);
+    say!("client     {}", detail.client_ip);
     if let Some(headers) = detail.headers.as_object() {
-        println!("headers");
+        say!("headers");
         for (name, value) in headers {
             let value = value
                 .as_str()
                 .map_or_else(|| value.to_string(), str::to_owned);
-            println!("  {name}: {value}");
+            say!("  {name}: {value}");
         }
     }
     for delivery in &detail.deliveries {
@@ -168,9 +168,12 @@ async fn show(admin: &AdminClient, id: &str) -> CliResult {
 
 fn print_delivery(detail: &DeliveryDetail) {
     let d = &detail.delivery;
-    println!(
+    say!(
         "\ndelivery {} to {}: {} after {} attempt(s)",
-        d.id, d.upstream, d.state, d.attempts
+        d.id,
+        d.upstream,
+        d.state,
+        d.attempts
     );
     if detail.attempts.is_empty() {
         return;
@@ -195,7 +198,7 @@ fn print_delivery(detail: &DeliveryDetail) {
 async fn retry(admin: &AdminClient, id: i64) -> CliResult {
     let replayed: Replayed = admin.post(&format!("/api/deliveries/{id}/retry")).await?;
     let d = &replayed.delivery;
-    println!(
+    say!(
         "delivery {id} to {} replayed: {}, attempt {} comes next",
         d.upstream,
         d.state,
@@ -223,15 +226,15 @@ async fn retry_all(admin: &AdminClient, args: &RetryArgs) -> CliResult {
         total += step.retried;
         match step.last_id {
             Some(last) if step.remaining > 0 => {
-                eprintln!("replayed {total}, {} left…", step.remaining);
+                esay!("replayed {total}, {} left…", step.remaining);
                 after = last;
             }
             _ => break,
         }
     }
     match total {
-        0 => println!("no dead letters match"),
-        n => println!("replayed {n} dead letter(s)"),
+        0 => say!("no dead letters match"),
+        n => say!("replayed {n} dead letter(s)"),
     }
     Ok(())
 }

@@ -62,32 +62,28 @@ pub(super) async fn demo() -> CliResult {
     let config = Config::load(&path).map_err(|e| e.to_string())?;
     let gateway = Gateway::start(&config).await.map_err(|e| e.to_string())?;
 
-    println!();
-    println!(
-        "hookgate demo: Pulse, a speech-to-text service, posts each finished transcription job"
-    );
-    println!(
+    say!();
+    say!("hookgate demo: Pulse, a speech-to-text service, posts each finished transcription job");
+    say!(
         "to a webhook URL. hookgate verifies the token in that URL, drops duplicates, stores each"
     );
-    println!(
-        "result, and fans it out: every result to `transcripts`, failed jobs also to `alerts`."
-    );
-    println!();
-    println!(
+    say!("result, and fans it out: every result to `transcripts`, failed jobs also to `alerts`.");
+    say!();
+    say!(
         "  gateway      https://{}  (the shipped gateway.toml)",
         gateway.local_addr()
     );
-    println!("  data         {}  (removed on exit)", dir.path().display());
-    println!(
+    say!("  data         {}  (removed on exit)", dir.path().display());
+    say!(
         "  transcripts  {}  accepts everything",
         transcripts.url("/transcripts")
     );
-    println!(
+    say!(
         "  alerts       {}  answers 503 to the first two attempts of each event",
         alerts.url("/alerts")
     );
-    println!();
-    println!("Sending Pulse results to /hooks/pulse:");
+    say!();
+    say!("Sending Pulse results to /hooks/pulse:");
     let result = send_samples(&config, gateway.local_addr().port()).await;
     let report = match result {
         Ok(()) => wait_and_report(&transcripts, &alerts).await,
@@ -172,7 +168,7 @@ async fn send_samples(config: &Config, port: u16) -> CliResult {
             .collect()
             .await
             .map_err(|e| e.to_string())?;
-        println!(
+        say!(
             "  {name:<28} -> {status} {}",
             String::from_utf8_lossy(&answer.to_bytes())
         );
@@ -195,21 +191,19 @@ async fn wait_and_report(transcripts: &SampleUpstream, alerts: &SampleUpstream) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    println!();
-    println!("What each upstream received:");
+    say!();
+    say!("What each upstream received:");
     report("transcripts", transcripts, &unique);
     report("alerts", alerts, &unique);
-    println!();
-    println!(
-        "Every event arrived once per upstream, byte for byte; the duplicate was not forwarded."
-    );
+    say!();
+    say!("Every event arrived once per upstream, byte for byte; the duplicate was not forwarded.");
     Ok(())
 }
 
 fn report(name: &str, upstream: &SampleUpstream, sent: &[&[u8]]) {
     let all = upstream.received();
     let accepted = upstream.accepted();
-    println!("  {name}: {} events", accepted.len());
+    say!("  {name}: {} events", accepted.len());
     for event in &accepted {
         let id = event.header("hookgate-event-id");
         let statuses: Vec<String> = all
@@ -218,7 +212,7 @@ fn report(name: &str, upstream: &SampleUpstream, sent: &[&[u8]]) {
             .map(|r| r.status.as_u16().to_string())
             .collect();
         let identical = sent.contains(&&event.body[..]);
-        println!(
+        say!(
             "    request_id {}  status={:<7}  {:>5} bytes  {}  attempt {} ({})",
             json_field(event, "/request_id"),
             status_of(&event.body),

@@ -112,9 +112,9 @@ pub(crate) fn signed_url(base: &str, route: &Route, credentials: &Credentials) -
 pub(super) fn sign(config: &Config, target: &Target) -> CliResult {
     let signed = prepare(config, target)?;
     for (name, value) in &signed.credentials.headers {
-        println!("{name}: {value}");
+        say!("{name}: {value}");
     }
-    println!("url: {}", signed.url);
+    say!("url: {}", signed.url);
     Ok(())
 }
 
@@ -151,7 +151,7 @@ pub(super) async fn send(config: &Config, args: &SendArgs) -> CliResult {
         .collect()
         .await
         .map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "{} {}",
         status.as_u16(),
         String::from_utf8_lossy(&body.to_bytes())

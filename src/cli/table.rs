@@ -2,7 +2,7 @@
 
 /// Prints `rows` under `headers`, each column as wide as its widest cell.
 pub(super) fn print(headers: &[&str], rows: &[Vec<String>]) {
-    print!("{}", render(headers, rows));
+    say!("{}", render(headers, rows).trim_end_matches('\n'));
 }
 
 /// The table as text, one line per row, columns two spaces apart.

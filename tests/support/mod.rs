@@ -344,11 +344,11 @@ pub fn run_logged_at(site: &Site, level: &str) -> (Logged, u16) {
             .map_while(Result::ok)
         {
             // Human lines say `listen=https://127.0.0.1:PORT`, JSON lines `"listen":"https://…"`.
-            if line.contains("hookgate started") {
-                if let Some(rest) = line.split("https://127.0.0.1:").nth(1) {
-                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(digits.parse::<u16>());
-                }
+            if line.contains("hookgate started")
+                && let Some(rest) = line.split("https://127.0.0.1:").nth(1)
+            {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = tx.send(digits.parse::<u16>());
             }
             sink.lock().unwrap().push(line);
         }
