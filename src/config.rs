@@ -24,6 +24,7 @@ use crate::route::{DedupKey, Filter, Route, Target};
 use crate::verify::{BuildContext, OutboundSigner};
 use locate::Locator;
 use raw::{RawConfig, RawRoute, RawTarget, RawUpstream};
+use secret::{Reading, Secret, SecretError, SecretSource};
 use units::Rate;
 
 /// A validated configuration, ready to run.
@@ -168,6 +169,11 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads and validates `path`. Relative paths inside are taken from the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Reading::Start)
+    }
+
+    /// Reads and validates `path`, reading its secrets as `reading` says.
+    pub fn load_with(path: &Path, reading: Reading) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: 0,
@@ -175,11 +181,16 @@ impl Config {
             key: "file".into(),
             message: format!("{e} (name another file with -c FILE)"),
         })?;
-        Config::parse(path, &text)
+        Config::parse_with(path, &text, reading)
     }
 
     /// Validates `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(path, text, Reading::Start)
+    }
+
+    /// Validates `text` as if read from `path`, reading its secrets as `reading` says.
+    pub fn parse_with(path: &Path, text: &str, reading: Reading) -> Result<Config, ConfigError> {
         let locate = Locator { file: path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -187,17 +198,22 @@ impl Config {
             locate.error(span, &key, locate::with_suggestion(e.message()))
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Config::from_raw(raw, &base, &locate)
+        let files = Files {
+            base: &base,
+            reading,
+        };
+        Config::from_raw(raw, files, &locate)
     }
 
-    fn from_raw(raw: RawConfig, base: &Path, locate: &Locator) -> Result<Config, ConfigError> {
+    fn from_raw(raw: RawConfig, files: Files, locate: &Locator) -> Result<Config, ConfigError> {
+        let base = files.base;
         let mut warnings = Vec::new();
         let server = server(raw.server, base, locate, &mut warnings)?;
-        let admin = raw.admin.map(|a| admin(a, base, locate)).transpose()?;
+        let admin = raw.admin.map(|a| admin(a, files, locate)).transpose()?;
 
         let mut upstreams = Vec::new();
         for (name, upstream) in raw.upstreams {
-            upstreams.push(Arc::new(upstream_from_raw(name, upstream, base, locate)?));
+            upstreams.push(Arc::new(upstream_from_raw(name, upstream, files, locate)?));
         }
 
         let mut routes: Vec<Arc<Route>> = Vec::new();
@@ -207,7 +223,7 @@ impl Config {
             let ctx = RouteCtx {
                 key: &key,
                 span: span.clone(),
-                base,
+                files,
                 locate,
                 server: &server,
                 upstreams: &upstreams,
@@ -250,6 +266,20 @@ impl Config {
             routes,
             warnings,
         })
+    }
+}
+
+/// Where the configuration reaches outside its own text: the folder its relative paths
+/// start from, and how its secrets are read.
+#[derive(Clone, Copy)]
+struct Files<'a> {
+    base: &'a Path,
+    reading: Reading,
+}
+
+impl Files<'_> {
+    fn secret(&self, source: &SecretSource) -> Result<Secret, SecretError> {
+        source.read(self.base, self.reading)
     }
 }
 
@@ -318,12 +348,12 @@ where
     kept
 }
 
-fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfig, ConfigError> {
+fn admin(raw: raw::RawAdmin, files: Files, locate: &Locator) -> Result<AdminConfig, ConfigError> {
     let listen = socket_addr(&raw.listen, "admin.listen", "127.0.0.1:9090", locate)?;
     let token = match raw.token {
         Some(source) => Some(
-            source
-                .resolve(base)
+            files
+                .secret(&source)
                 .map_err(|e| locate.error(raw.listen.span(), "admin.token", e.to_string()))?,
         ),
         None => None,
@@ -334,7 +364,7 @@ fn admin(raw: raw::RawAdmin, base: &Path, locate: &Locator) -> Result<AdminConfi
 fn upstream_from_raw(
     name: toml::Spanned<String>,
     raw: RawUpstream,
-    base: &Path,
+    files: Files,
     locate: &Locator,
 ) -> Result<Upstream, ConfigError> {
     let key = format!("upstreams.{}", name.get_ref());
@@ -371,7 +401,7 @@ fn upstream_from_raw(
             let secrets = sign
                 .secrets
                 .iter()
-                .map(|s| s.resolve(base).map_err(|e| e.to_string()))
+                .map(|s| files.secret(s).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()
                 .and_then(|secrets| OutboundSigner::new(&secrets))
                 .map_err(|m| locate.error(name.span(), &field, m))?;
@@ -398,7 +428,7 @@ fn upstream_from_raw(
 struct RouteCtx<'a, 'b> {
     key: &'a str,
     span: Range<usize>,
-    base: &'a Path,
+    files: Files<'a>,
     locate: &'a Locator<'b>,
     server: &'a Server,
     upstreams: &'a [Arc<Upstream>],
@@ -435,7 +465,7 @@ fn route_from_raw(
         .verify
         .build(&build, &mut |source| {
             inline_secret |= source.is_inline();
-            source.resolve(ctx.base)
+            ctx.files.secret(source)
         })
         .map_err(|m| ctx.error("verify", m))?;
     if inline_secret {

@@ -35,6 +35,8 @@ fn check_accepts_the_shipped_configuration_and_lists_its_routes() {
         "{shown}"
     );
     assert!(shown.contains("upstream alerts"), "{shown}");
+    // The development token marked `create = true` is made by a start, not by a check.
+    assert!(!dir.path().join("certs/pulse.token").exists());
 }
 
 /// Writes `toml` and runs `check`; returns what it printed, asserting it failed.

@@ -2,12 +2,15 @@
 
 use std::path::Path;
 
-use super::{CliResult, load};
+use super::CliResult;
+use crate::config::Config;
+use crate::config::secret::Reading;
 use crate::route::DedupKey;
 
-/// Prints the routes the configuration would serve, or the first error.
+/// Prints the routes the configuration would serve, or the first error. Secret files
+/// marked `create = true` are not created: a start does that.
 pub(super) fn check(path: &Path) -> CliResult {
-    let config = load(path)?;
+    let config = Config::load_with(path, Reading::Check).map_err(|e| e.to_string())?;
     for warning in &config.warnings {
         say!("warning: {warning}");
     }

@@ -137,15 +137,49 @@ pub enum SecretError {
     Empty(String),
 }
 
+/// How the secrets of a configuration are read while it is validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// As the gateway starts: environment and files, creating the files marked
+    /// `create = true` that are missing.
+    Start,
+    /// As `hookgate check` does: the same, but a missing file marked `create = true` is
+    /// left missing, and [`STAND_IN`] is used in its place.
+    Check,
+    /// Nothing outside the text is read: environment and file secrets are all
+    /// [`STAND_IN`], inline ones are taken as written. For exercising the loader alone.
+    Offline,
+}
+
+/// The secret used where [`Reading`] says not to read the real one. It is valid for every
+/// scheme, a `whsec_` one included.
+pub const STAND_IN: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 impl SecretSource {
-    /// Reads the secret, resolving relative file paths against `base`.
+    /// Reads the secret, resolving relative file paths against `base`, creating a missing
+    /// file marked `create = true`.
     pub fn resolve(&self, base: &Path) -> Result<Secret, SecretError> {
-        let value = match self {
-            SecretSource::Env { env } => {
+        self.read(base, Reading::Start)
+    }
+
+    /// Reads the secret as `reading` says, resolving relative file paths against `base`.
+    pub fn read(&self, base: &Path, reading: Reading) -> Result<Secret, SecretError> {
+        let value = match (self, reading) {
+            (SecretSource::Inline(value), _) => value.clone(),
+            (_, Reading::Offline) => STAND_IN.to_owned(),
+            (SecretSource::Env { env }, _) => {
                 std::env::var(env).map_err(|_| SecretError::EnvMissing(env.clone()))?
             }
-            SecretSource::File { file, create } => read_file(&base.join(file), *create)?,
-            SecretSource::Inline(value) => value.clone(),
+            (SecretSource::File { file, create }, Reading::Start) => {
+                read_file(&base.join(file), *create)?
+            }
+            (SecretSource::File { file, create }, Reading::Check) => {
+                let path = base.join(file);
+                match *create && !path.exists() {
+                    true => STAND_IN.to_owned(),
+                    false => read_file(&path, false)?,
+                }
+            }
         };
         let value = value.trim();
         if value.is_empty() {
