@@ -6,13 +6,14 @@ mod filter;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 
-pub use dedup::{DedupKey, KeyError};
+pub use dedup::{DedupKey, Key, KeyError};
 pub use filter::Filter;
 
 use crate::config::units::Rate;
+use crate::json::{self, JsonError};
 use crate::verify::Verifier;
 
 /// A validated `[[routes]]` entry.
@@ -71,6 +72,21 @@ impl Route {
         matches!(self.dedup, DedupKey::Json(_)) || self.targets.iter().any(|t| !t.when.is_empty())
     }
 
+    /// The dedup key and upstreams of a verified request. The body is parsed as JSON only
+    /// when the route needs it, and then strictly (see [`crate::json`]).
+    pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, JsonError> {
+        let json = match self.needs_json() {
+            true => Some(json::parse(body)?),
+            false => None,
+        };
+        let key = self
+            .dedup
+            .extract(headers, body, json.as_ref())
+            .map_err(|KeyError::NotJson| JsonError::NotJson)?;
+        let upstreams = self.upstreams_for(json.as_ref());
+        Ok(Examined { key, upstreams })
+    }
+
     /// The upstreams that should receive an event with this (parsed) body.
     pub fn upstreams_for(&self, json: Option<&serde_json::Value>) -> Vec<Arc<str>> {
         self.targets
@@ -79,6 +95,15 @@ impl Route {
             .map(|t| t.upstream.clone())
             .collect()
     }
+}
+
+/// What a route reads from a verified body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Examined {
+    /// The event's dedup key.
+    pub key: Key,
+    /// The upstreams that receive it.
+    pub upstreams: Vec<Arc<str>>,
 }
 
 /// The routes of one configuration, looked up by host and path.

@@ -31,6 +31,7 @@ mod timestamp;
 mod token;
 
 pub use self::basic::{BasicConfig, BasicUser};
+pub(crate) use self::bound::check as check_bound;
 pub use self::callback::mint_callback_url;
 pub use self::config::{BuildContext, VerifyConfig};
 pub use self::encoding::Encoding;

@@ -275,6 +275,16 @@ async fn unknown_paths_wrong_methods_and_non_json_bodies_get_clear_answers() {
         (answer.status.as_u16(), answer.json()["error"].clone()),
         (400, "not_json".into())
     );
+
+    // Parsers disagree on which of two values for one key counts, so neither is taken.
+    let twice = br#"{"request_id": "a", "status": "success", "request_id": "b"}"#;
+    let answer = client.post(&pulse_url(&gw.gw), &[], twice).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()["error"].clone()),
+        (400, "repeated_json_key".into())
+    );
+    let stored = count(&gw.gw.site.db_path(), "SELECT COUNT(*) FROM events");
+    assert_eq!(stored, 0);
 }
 
 #[tokio::test]

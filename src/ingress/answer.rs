@@ -47,6 +47,8 @@ pub enum Rejection {
     BadBody,
     /// The route needs a JSON body and this is not one.
     NotJson,
+    /// The route reads the JSON body, and an object in it names a key twice.
+    RepeatedKey,
     /// The body's `Content-Encoding` is not one the gateway inflates.
     UnsupportedEncoding,
     /// Verification failed.
@@ -69,7 +71,9 @@ impl Rejection {
             Rejection::Limited { status, .. } => *status,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Rejection::BadBody | Rejection::NotJson => StatusCode::BAD_REQUEST,
+            Rejection::BadBody | Rejection::NotJson | Rejection::RepeatedKey => {
+                StatusCode::BAD_REQUEST
+            }
             Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -90,6 +94,7 @@ impl Rejection {
             Rejection::Timeout => "body_timeout",
             Rejection::BadBody => "bad_body",
             Rejection::NotJson => "not_json",
+            Rejection::RepeatedKey => "repeated_json_key",
             Rejection::UnsupportedEncoding => "unsupported_encoding",
             Rejection::Unauthorized(_) => "unauthorized",
             Rejection::Unavailable { .. } => "unavailable",
@@ -114,6 +119,7 @@ impl Rejection {
             Rejection::Timeout => "body not received in time".into(),
             Rejection::BadBody => "body could not be read".into(),
             Rejection::NotJson => "this route needs a JSON body".into(),
+            Rejection::RepeatedKey => "an object in the JSON body names the same key twice".into(),
             Rejection::UnsupportedEncoding => {
                 "content-encoding must be gzip, deflate or none".into()
             }

@@ -13,6 +13,7 @@ use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
 use super::encoding::{content_encoding, inflate};
 use super::{ClientCert, Ingress};
+use crate::json::JsonError;
 use crate::route::{Route, SignatureOver};
 use crate::store::{NewEvent, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
@@ -288,15 +289,13 @@ fn new_event(
     body: Bytes,
     scope: Option<String>,
 ) -> Result<NewEvent, Rejection> {
-    let json = if route.needs_json() {
-        Some(serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| Rejection::NotJson)?)
-    } else {
-        None
-    };
-    let key = route
-        .dedup
-        .extract(&parts.headers, &body, json.as_ref())
-        .map_err(|_| Rejection::NotJson)?;
+    let examined = route
+        .examine(&parts.headers, &body)
+        .map_err(|error| match error {
+            JsonError::NotJson => Rejection::NotJson,
+            JsonError::RepeatedKey => Rejection::RepeatedKey,
+        })?;
+    let key = examined.key;
     if key.fell_back {
         tracing::info!(route = %route.name, "dedup value missing, keyed on the body hash");
         let labels = RouteLabel {
@@ -321,7 +320,7 @@ fn new_event(
         received_at: now_ms(),
         headers: redacted_headers(&parts.headers, hidden).to_string(),
         content_type,
-        upstreams: route.upstreams_for(json.as_ref()),
+        upstreams: examined.upstreams,
         body,
         client_ip: client.to_string(),
         proto: ingress.proto,

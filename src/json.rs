@@ -1,0 +1,169 @@
+//! The JSON view of a raw body, parsed strictly: an object that names a key twice is an
+//! error, not a value.
+//!
+//! JSON parsers disagree on repeated keys (some keep the first value, some the last), so a
+//! body such as `{"job_id": 7, "job_id": 42}` could be judged by its last value here and
+//! acted on by its first in an upstream. The gateway reads dedup keys, filters and bound
+//! callback values from bodies, so it refuses the ambiguity instead of picking a side.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::Deserializer as _;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The key serde_json uses to carry a number's digits when it keeps them exactly.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Why a body has no JSON view.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// The body is not JSON.
+    #[error("body is not JSON")]
+    NotJson,
+    /// The body is JSON, but an object in it names the same key twice.
+    #[error("body repeats a key inside one JSON object")]
+    RepeatedKey,
+}
+
+/// Parses `body` as one JSON value, refusing repeated keys.
+pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
+    let repeated = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = deserializer.deserialize_any(Strict(&repeated));
+    match (parsed, deserializer.end(), repeated.get()) {
+        (Ok(value), Ok(()), false) => Ok(value),
+        (Ok(_), Ok(()), true) => Err(JsonError::RepeatedKey),
+        _ => Err(JsonError::NotJson),
+    }
+}
+
+/// Builds a [`Value`] as serde_json does, and marks the cell it holds when an object names
+/// a key twice. It reads on past that, so that text which is not JSON at all is still
+/// told apart from JSON with a repeated key.
+#[derive(Clone, Copy)]
+struct Strict<'a>(&'a Cell<bool>);
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(value) = seq.next_element_seed(self)? {
+            values.push(value);
+        }
+        Ok(Value::Array(values))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Value::Object(Map::new()));
+        };
+        if first == NUMBER_TOKEN {
+            // A number whose digits serde_json keeps as text.
+            let digits: String = map.next_value()?;
+            return digits
+                .parse::<Number>()
+                .map(Value::Number)
+                .map_err(de::Error::custom);
+        }
+        let mut object = Map::new();
+        let mut key = Some(first);
+        while let Some(name) = key {
+            let value = map.next_value_seed(self)?;
+            if object.insert(name, value).is_some() {
+                self.0.set(true);
+            }
+            key = map.next_key::<String>()?;
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_parses_as_serde_json_would() {
+        let body = br#"{"a": [1, -2, 3.5, 12345678901234567890123], "b": {"c": null, "d": true},
+                        "e": "\u00e9\n"}"#;
+        let strict = parse(body).unwrap();
+        let plain: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(strict, plain);
+        // The big number keeps its digits.
+        assert_eq!(strict["a"][3].to_string(), "12345678901234567890123");
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_at_any_depth() {
+        for body in [
+            &br#"{"job_id": 7, "job_id": 42}"#[..],
+            br#"{"webhook_extra": {"case": 1, "case": 1}}"#,
+            br#"[{"x": 1}, {"y": 2, "y": 3}]"#,
+            br#"{"a": 1, "\u0061": 2}"#,
+        ] {
+            assert_eq!(parse(body), Err(JsonError::RepeatedKey), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn the_same_key_in_different_objects_is_fine() {
+        let body = br#"{"id": 1, "nested": {"id": 2}, "list": [{"id": 3}, {"id": 4}]}"#;
+        assert!(parse(body).is_ok());
+    }
+
+    #[test]
+    fn text_that_is_not_one_json_value_is_not_json() {
+        for body in [&b""[..], b"{", b"{} {}", b"nope", b"{\"a\":1,}", b"\xff"] {
+            assert_eq!(parse(body), Err(JsonError::NotJson), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_past_the_parsers_depth_limit_is_not_json() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(parse(deep.as_bytes()), Err(JsonError::NotJson));
+    }
+}
