@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use support::admin::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -119,6 +120,7 @@ async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
     };
     let token = "{ file = \"pulse.token\" }";
     let toml = server_toml("")
+        + &admin_toml("127.0.0.1:0")
         + &upstream_toml("u", &upstream.url("/in"), "")
         + &route(
             "query",
@@ -160,6 +162,8 @@ async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
     let authorization = format!("Basic {basic}");
     let cookie = "session=cookie-value-9f3a";
 
+    // Everything a person could read afterwards: log lines, answers, the admin API's views.
+    let mut shown = Vec::new();
     for (url, headers) in [
         (format!("{base}/query?token={TOKEN}"), vec![]),
         (format!("{base}/query?token={TOKEN}-wrong"), vec![]),
@@ -174,12 +178,30 @@ async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
     ] {
         let answer = client.post(&url, &headers, body).await;
         assert!(answer.status.as_u16() < 500, "{url}: {}", answer.status);
+        shown.push(String::from_utf8_lossy(&answer.body).into_owned());
     }
     assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() >= 5).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let lines = gateway.lines.lock().unwrap().clone();
+    let mut lines = gateway.lines.lock().unwrap().clone();
     assert!(lines.len() > 20, "the run logged something to search");
+    let admin: std::net::SocketAddr = lines
+        .iter()
+        .find(|l| l.contains("admin listening"))
+        .and_then(|l| l.split("http://").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .expect("the admin listener is logged");
+    let events = admin_ok(admin, "GET", "/api/events").await;
+    assert_eq!(len(&events, "events"), 5);
+    shown.push(events.to_string());
+    for event in events["events"].as_array().unwrap() {
+        let id = event["id"].as_str().unwrap();
+        let detail = admin_ok(admin, "GET", &format!("/api/events/{id}")).await;
+        assert!(detail["headers"].is_object(), "{detail}");
+        shown.push(detail.to_string());
+    }
+    shown.push(admin_ok(admin, "GET", "/api/deliveries").await.to_string());
+    lines.extend(shown);
     for secret in [
         TOKEN,
         HMAC_SECRET,
@@ -191,7 +213,7 @@ async fn no_token_secret_or_signature_appears_in_any_log_line_even_at_trace() {
         let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(
             leaks.is_empty(),
-            "{secret:?} appears in the log:\n{leaks:#?}"
+            "{secret:?} appears in the log, an answer or the admin API:\n{leaks:#?}"
         );
     }
     let stored = count(&site.db_path(), "SELECT COUNT(*) FROM events");
@@ -636,4 +658,46 @@ async fn a_connection_idle_after_its_request_is_closed_after_the_idle_timeout() 
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
         "still open: {read:?}"
     );
+}
+
+/// A ClientHello that offers TLS 1.1 at most (no `supported_versions` extension), with
+/// suites the gateway would take over TLS 1.2, so only the version is wrong.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut hello = vec![0x03, 0x02];
+    hello.extend_from_slice(&[0x42; 32]);
+    hello.push(0);
+    hello.extend_from_slice(&[0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2f]);
+    hello.extend_from_slice(&[0x01, 0x00]);
+    // Signature algorithms, groups and point formats, as a real client sends them.
+    let extensions: &[u8] = &[
+        0x00, 0x0d, 0x00, 0x08, 0x00, 0x06, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01, //
+        0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, //
+        0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,
+    ];
+    hello.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    hello.extend_from_slice(extensions);
+    let mut handshake = vec![0x01, 0x00];
+    handshake.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    handshake.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test]
+async fn a_client_that_offers_only_tls_1_1_is_refused_with_a_protocol_version_alert() {
+    let (_upstream, gw) = gateway("").await;
+    let mut stream = tokio::net::TcpStream::connect(gw.gateway.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(&tls11_client_hello()).await.unwrap();
+    let mut answer = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    // An alert record: level fatal (2), description protocol_version (70).
+    assert_eq!(answer[0], 0x15, "{answer:?}");
+    assert_eq!(&answer[5..], &[2, 70], "{answer:?}");
 }
