@@ -82,6 +82,11 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Re
 }
 
 async fn handle(admin: &Admin, request: Request<hyper::body::Incoming>) -> Answer {
+    if let Some(reason) = from_a_web_page(admin, &request) {
+        tracing::info!(reason, "admin request refused: sent by a web page");
+        let body = serde_json::json!({ "error": "forbidden", "message": reason });
+        return text(StatusCode::FORBIDDEN, &format!("{body}\n"));
+    }
     if !authorized(admin, &request) {
         return text(
             StatusCode::UNAUTHORIZED,
@@ -125,6 +130,48 @@ async fn readiness(admin: &Admin) -> Answer {
     text(status, &format!("{body}\n"))
 }
 
+/// Why a request looks sent by a web page, which is refused whatever the token says.
+///
+/// A browser on the operator's machine reaches this listener for any page it opens: a
+/// page can send simple cross-site `POST`s (pause an upstream, replay dead letters), and
+/// read answers through DNS rebinding, where its own host name resolves to 127.0.0.1. No
+/// client of this API is a browser, so a request that names an `Origin`, or that the
+/// browser marks as cross-site, is refused. Without a token, so is a `Host` that is not an
+/// IP address or `localhost`, as a rebound page's is; with one, the page cannot know it.
+fn from_a_web_page(
+    admin: &Admin,
+    request: &Request<hyper::body::Incoming>,
+) -> Option<&'static str> {
+    let headers = request.headers();
+    if headers.contains_key(header::ORIGIN) {
+        return Some("requests from web pages (with an Origin header) are not served");
+    }
+    let fetched = headers
+        .get("sec-fetch-site")
+        .map(header::HeaderValue::as_bytes);
+    if fetched.is_some_and(|site| site != b"none" && site != b"same-origin") {
+        return Some("cross-site requests are not served");
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().host().map(str::to_owned));
+    if admin.token.is_none() && !host.as_deref().is_none_or(names_this_machine) {
+        return Some("without admin.token, only an IP address or localhost may be named as host");
+    }
+    None
+}
+
+/// Whether a `Host` value is an IP address or `localhost`, with or without a port.
+fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 fn authorized(admin: &Admin, request: &Request<hyper::body::Incoming>) -> bool {
     let Some(token) = &admin.token else {
         return true;
@@ -155,7 +202,7 @@ async fn metrics(admin: &Admin) -> Answer {
     if prometheus_client::encoding::text::encode(&mut body, &admin.registry).is_err() {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics could not be encoded\n",
+            "{\"error\":\"internal\",\"message\":\"metrics could not be encoded\"}\n",
         );
     }
     let mut answer = text(StatusCode::OK, &body);
@@ -168,8 +215,13 @@ async fn metrics(admin: &Admin) -> Answer {
     answer
 }
 
+/// An answer with a JSON body; `/metrics` replaces the content type.
 fn text(status: StatusCode, body: &str) -> Answer {
     let mut answer = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     answer
 }

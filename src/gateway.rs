@@ -160,6 +160,10 @@ impl Gateway {
                 let addr = listener.local_addr().unwrap_or(addr);
                 tokio::spawn(crate::admin::serve(listener, state, stopped.clone()));
                 tracing::info!(admin = %ingress::describe(addr, false), "admin listening");
+                if admin.token.is_none() && !addr.ip().is_loopback() {
+                    tracing::warn!(admin = %addr, "the admin listener is not on loopback and \
+                        has no admin.token: anyone who reaches it can pause and replay");
+                }
                 Some(addr)
             }
             None => None,

@@ -258,3 +258,80 @@ async fn the_token_is_required_and_bad_input_gets_json_errors() {
     }
     gw.gateway.shutdown().await;
 }
+
+/// A raw HTTP/1.1 request to the admin listener with the given header lines; the status.
+async fn raw_admin(addr: std::net::SocketAddr, method: &str, path: &str, headers: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_api_refuses_what_a_web_page_could_send() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &upstream_toml("sink", &upstream.url("/in"), "")
+        + &pulse_route("[\"sink\"]");
+    let gw = Running::start(&toml).await;
+    let addr = admin(&gw);
+    let pause = "/api/upstreams/sink/pause";
+    let local = format!("host: {addr}\r\n");
+
+    // A page's cross-site form post, a fetch marked by the browser, a rebound host name.
+    let from_a_page = [
+        format!("{local}origin: http://evil.example\r\n"),
+        format!("{local}sec-fetch-site: cross-site\r\n"),
+        "host: evil.example:9090\r\n".to_owned(),
+    ];
+    for headers in &from_a_page {
+        assert_eq!(
+            raw_admin(addr, "POST", pause, headers).await,
+            403,
+            "{headers}"
+        );
+    }
+    // Nothing was paused: an event still goes straight through.
+    send(&gw, &body(1)).await;
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+
+    // curl, the command line and scripts name the address or localhost, and are served.
+    for host in [
+        local,
+        "host: localhost:9090\r\n".to_owned(),
+        "host: [::1]\r\n".to_owned(),
+    ] {
+        assert_eq!(
+            raw_admin(addr, "GET", "/healthz", &host).await,
+            200,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        raw_admin(addr, "POST", pause, &format!("host: {addr}\r\n")).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn with_a_token_any_host_name_may_be_used_but_pages_are_still_refused() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let gw = Running::start(&config(
+        &upstream_toml("sink", &upstream.url("/in"), ""),
+        "[\"sink\"]",
+    ))
+    .await;
+    let addr = admin(&gw);
+    let bearer = format!("authorization: Bearer {ADMIN_TOKEN}\r\n");
+    let named = format!("host: hookgate-admin.internal:9090\r\n{bearer}");
+    assert_eq!(raw_admin(addr, "GET", "/healthz", &named).await, 200);
+    let page = format!("{named}origin: https://hookgate-admin.internal\r\n");
+    assert_eq!(raw_admin(addr, "GET", "/healthz", &page).await, 403);
+}
