@@ -136,8 +136,9 @@ async fn readiness(admin: &Admin) -> Answer {
 /// page can send simple cross-site `POST`s (pause an upstream, replay dead letters), and
 /// read answers through DNS rebinding, where its own host name resolves to 127.0.0.1. No
 /// client of this API is a browser, so a request that names an `Origin`, or that the
-/// browser marks as cross-site, is refused. Without a token, so is a `Host` that is not an
-/// IP address or `localhost`, as a rebound page's is; with one, the page cannot know it.
+/// browser marks as cross-site, is refused. Without a token, so is an `/api/` request whose
+/// `Host` is not an IP address or `localhost`, as a rebound page's is; with one, the page
+/// cannot know it. Health and metrics stay open to any host name, as scrapers use them.
 fn from_a_web_page(
     admin: &Admin,
     request: &Request<hyper::body::Incoming>,
@@ -157,8 +158,11 @@ fn from_a_web_page(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| request.uri().host().map(str::to_owned));
-    if admin.token.is_none() && !host.as_deref().is_none_or(names_this_machine) {
-        return Some("without admin.token, only an IP address or localhost may be named as host");
+    let api = request.uri().path().starts_with("/api/");
+    if api && admin.token.is_none() && !host.as_deref().is_none_or(names_this_machine) {
+        return Some(
+            "without admin.token, the API is served only to an IP address or localhost as host",
+        );
     }
     None
 }
