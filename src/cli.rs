@@ -36,6 +36,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::config::secret::Reading;
 
 /// The body of [`say!`].
 pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
@@ -111,11 +112,15 @@ pub fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(&cli.config).await,
             Command::Check => check::check(&cli.config),
-            Command::Sign(target) => send::sign(&load(&cli.config)?, &target),
-            Command::Send(args) => send::send(&load(&cli.config)?, &args).await,
-            Command::CallbackUrl(args) => callback::callback_url(&load(&cli.config)?, &args),
+            Command::Sign(target) => send::sign(&load_lenient(&cli.config)?, &target),
+            Command::Send(args) => send::send(&load_lenient(&cli.config)?, &args).await,
+            Command::CallbackUrl(args) => {
+                callback::callback_url(&load_lenient(&cli.config)?, &args)
+            }
             Command::Demo => demo::demo().await,
-            Command::Deliveries(args) => deliveries::deliveries(&load(&cli.config)?, &args).await,
+            Command::Deliveries(args) => {
+                deliveries::deliveries(&load_lenient(&cli.config)?, &args).await
+            }
         }
     });
     match result {
@@ -132,6 +137,13 @@ type CliResult = Result<(), String>;
 
 fn load(path: &Path) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
+}
+
+/// Loads the file for a command that uses only some of its secrets: those it cannot read
+/// are stood in for, and the command asks for the ones it needs with [`Config::require`].
+/// An operator's shell seldom holds every secret the service is given.
+fn load_lenient(path: &Path) -> Result<Config, String> {
+    Config::load_with(path, Reading::Lenient).map_err(|e| e.to_string())
 }
 
 async fn run(path: &Path) -> CliResult {

@@ -9,6 +9,7 @@ pub mod raw;
 pub mod secret;
 pub mod units;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub struct Config {
     pub routes: Vec<Arc<Route>>,
     /// Things that work but that an operator should hear about at start.
     pub warnings: Vec<String>,
+    /// Secrets that could not be read and were stood in for; empty unless loaded with
+    /// [`Reading::Lenient`].
+    pub unread: Vec<Unread>,
 }
 
 /// The validated `[server]` table.
@@ -198,11 +202,24 @@ impl Config {
             locate.error(span, &key, locate::with_suggestion(e.message()))
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        let unread = RefCell::new(Vec::new());
         let files = Files {
             base: &base,
             reading,
+            unread: &unread,
         };
-        Config::from_raw(raw, files, &locate)
+        let mut config = Config::from_raw(raw, files, &locate)?;
+        config.unread = unread.into_inner();
+        Ok(config)
+    }
+
+    /// Fails, saying why, when a secret of the setting `key` was stood in for because it
+    /// could not be read (see [`Reading::Lenient`]).
+    pub fn require(&self, key: &str) -> Result<(), String> {
+        match self.unread.iter().find(|u| u.key == key) {
+            Some(unread) => Err(format!("{}: {}", unread.key, unread.reason)),
+            None => Ok(()),
+        }
     }
 
     fn from_raw(raw: RawConfig, files: Files, locate: &Locator) -> Result<Config, ConfigError> {
@@ -265,6 +282,7 @@ impl Config {
             upstreams,
             routes,
             warnings,
+            unread: Vec::new(),
         })
     }
 }
@@ -275,12 +293,34 @@ impl Config {
 struct Files<'a> {
     base: &'a Path,
     reading: Reading,
+    unread: &'a RefCell<Vec<Unread>>,
 }
 
 impl Files<'_> {
-    fn secret(&self, source: &SecretSource) -> Result<Secret, SecretError> {
-        source.read(self.base, self.reading)
+    /// The secret for the setting `key`; under [`Reading::Lenient`] one that cannot be read
+    /// is stood in and noted.
+    fn secret(&self, key: &str, source: &SecretSource) -> Result<Secret, SecretError> {
+        match (source.read(self.base, self.reading), self.reading) {
+            (Err(error), Reading::Lenient) => {
+                self.unread.borrow_mut().push(Unread {
+                    key: key.to_owned(),
+                    reason: error.to_string(),
+                });
+                Ok(Secret::new(secret::STAND_IN.as_bytes()))
+            }
+            (read, _) => read,
+        }
     }
+}
+
+/// A secret that [`Reading::Lenient`] could not read, and stood in for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// The setting it belongs to, as errors name it: `admin.token`, `routes[2].verify`,
+    /// `upstreams.alerts.sign`.
+    pub key: String,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// A listen address; the error shows the expected form with `example`.
@@ -353,7 +393,7 @@ fn admin(raw: raw::RawAdmin, files: Files, locate: &Locator) -> Result<AdminConf
     let token = match raw.token {
         Some(source) => Some(
             files
-                .secret(&source)
+                .secret("admin.token", &source)
                 .map_err(|e| locate.error(raw.listen.span(), "admin.token", e.to_string()))?,
         ),
         None => None,
@@ -401,7 +441,7 @@ fn upstream_from_raw(
             let secrets = sign
                 .secrets
                 .iter()
-                .map(|s| files.secret(s).map_err(|e| e.to_string()))
+                .map(|s| files.secret(&field, s).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()
                 .and_then(|secrets| OutboundSigner::new(&secrets))
                 .map_err(|m| locate.error(name.span(), &field, m))?;
@@ -465,7 +505,7 @@ fn route_from_raw(
         .verify
         .build(&build, &mut |source| {
             inline_secret |= source.is_inline();
-            ctx.files.secret(source)
+            ctx.files.secret(&format!("{}.verify", ctx.key), source)
         })
         .map_err(|m| ctx.error("verify", m))?;
     if inline_secret {

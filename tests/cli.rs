@@ -242,3 +242,56 @@ fn the_deploy_configuration_checks_with_its_secrets_in_the_environment() {
         .unwrap();
     assert!(text(&missing).contains("PULSE_TOKEN"), "{}", text(&missing));
 }
+
+#[test]
+fn commands_need_only_the_secrets_they_use() {
+    // The service gets its secrets from its own environment; an operator's shell has none.
+    let stripe = "[[routes]]\nname = \"stripe\"\npath = \"/hooks/stripe\"\n\
+        verify = { scheme = \"stripe\", secrets = [{ env = \"HOOKGATE_TEST_NEVER_SET\" }] }\n\
+        upstreams = [\"u\"]\n";
+    let toml = server_toml("")
+        + &upstream_toml("u", "http://127.0.0.1:9/", "")
+        + &pulse_route("[\"u\"]")
+        + stripe;
+    let site = Site::new(&toml);
+    let body = site.dir.path().join("body.json");
+    std::fs::write(&body, br#"{"request_id":"r1"}"#).unwrap();
+    let body = body.to_str().unwrap();
+
+    let signed = hookgate(&site.config_path, &["sign", "--route", "pulse", body]);
+    assert!(signed.status.success(), "{}", text(&signed));
+    assert!(
+        text(&signed).contains(&format!("token={TOKEN}")),
+        "{}",
+        text(&signed)
+    );
+
+    let refused = hookgate(&site.config_path, &["sign", "--route", "stripe", body]);
+    assert!(!refused.status.success());
+    let shown = text(&refused);
+    assert!(
+        shown.contains("routes[1].verify") && shown.contains("HOOKGATE_TEST_NEVER_SET is not set"),
+        "{shown}"
+    );
+
+    // The admin commands need the admin token alone.
+    let with_admin = toml.clone() + "[admin]\nlisten = \"127.0.0.1:9\"\n";
+    std::fs::write(&site.config_path, with_admin).unwrap();
+    let list = hookgate(&site.config_path, &["deliveries", "list"]);
+    assert!(
+        !text(&list).contains("HOOKGATE_TEST_NEVER_SET"),
+        "{}",
+        text(&list)
+    );
+    assert!(text(&list).contains("127.0.0.1:9"), "{}", text(&list));
+    let tokened =
+        toml + "[admin]\nlisten = \"127.0.0.1:9\"\ntoken = { env = \"HOOKGATE_TEST_NO_TOKEN\" }\n";
+    std::fs::write(&site.config_path, tokened).unwrap();
+    let list = hookgate(&site.config_path, &["deliveries", "list"]);
+    assert!(!list.status.success());
+    assert!(
+        text(&list).contains("admin.token: environment variable HOOKGATE_TEST_NO_TOKEN is not set"),
+        "{}",
+        text(&list)
+    );
+}

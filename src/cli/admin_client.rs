@@ -34,6 +34,7 @@ impl AdminClient {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", reachable(admin.listen)),
         };
+        config.require("admin.token")?;
         let token = match &admin.token {
             Some(secret) => Some(
                 secret

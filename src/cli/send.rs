@@ -68,15 +68,17 @@ fn prepare(config: &Config, target: &Target) -> Result<Signed, String> {
     })
 }
 
+/// The route called `name`, whose secrets must have been read.
 pub(super) fn find_route<'a>(config: &'a Config, name: &str) -> Result<&'a Arc<Route>, String> {
-    config
-        .routes
-        .iter()
-        .find(|r| *r.name == *name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = config.routes.iter().map(|r| &*r.name).collect();
-            format!("no route named {name:?} (routes: {})", names.join(", "))
-        })
+    let Some(index) = config.routes.iter().position(|r| *r.name == *name) else {
+        let names: Vec<&str> = config.routes.iter().map(|r| &*r.name).collect();
+        return Err(format!(
+            "no route named {name:?} (routes: {})",
+            names.join(", ")
+        ));
+    };
+    config.require(&format!("routes[{index}].verify"))?;
+    Ok(&config.routes[index])
 }
 
 /// `https://127.0.0.1:PORT` for the configured listener.

@@ -149,6 +149,11 @@ pub enum Reading {
     /// Nothing outside the text is read: environment and file secrets are all
     /// [`STAND_IN`], inline ones are taken as written. For exercising the loader alone.
     Offline,
+    /// As the operator commands do: as [`Reading::Start`], but a secret that cannot be
+    /// read (an unset variable, a missing file) is [`STAND_IN`] and named in
+    /// [`Config::unread`](crate::config::Config::unread), so that a command needs only the
+    /// secrets it uses.
+    Lenient,
 }
 
 /// The secret used where [`Reading`] says not to read the real one. It is valid for every
@@ -170,7 +175,7 @@ impl SecretSource {
             (SecretSource::Env { env }, _) => {
                 std::env::var(env).map_err(|_| SecretError::EnvMissing(env.clone()))?
             }
-            (SecretSource::File { file, create }, Reading::Start) => {
+            (SecretSource::File { file, create }, Reading::Start | Reading::Lenient) => {
                 read_file(&base.join(file), *create)?
             }
             (SecretSource::File { file, create }, Reading::Check) => {
