@@ -4,6 +4,7 @@
 //! (parsed durations, resolved secrets, built verifiers). Every error names the file, the
 //! line and the key.
 
+mod forward;
 mod locate;
 pub mod raw;
 pub mod secret;
@@ -449,7 +450,20 @@ fn upstream_from_raw(
         }
         None => None,
     };
+    let names: Vec<String> = raw
+        .forward_headers
+        .iter()
+        .map(|n| n.get_ref().clone())
+        .collect();
+    let forward_headers = forward::parse(&names, signer.is_some()).map_err(|m| {
+        let span = raw
+            .forward_headers
+            .first()
+            .map_or(name.span(), |n| n.span());
+        locate.error(span, &format!("{key}.forward_headers"), m)
+    })?;
     Ok(Upstream {
+        forward_headers,
         signer,
         name: name.into_inner().into(),
         url,
@@ -529,6 +543,17 @@ fn route_from_raw(
             .find(|u| *u.name == *name)
             .ok_or_else(|| ctx.error(&field, format!("no [upstreams.{name}] is defined")))?;
         let when = Filter::new(when).map_err(|m| ctx.error(&format!("{field}.when"), m))?;
+        let credential = verifier.credential_header();
+        if let Some(header) = credential.filter(|h| {
+            upstream
+                .forward_headers
+                .iter()
+                .any(|f| f.as_str().eq_ignore_ascii_case(h))
+        }) {
+            let msg =
+                format!("upstream {name} forwards {header}, which carries this route's credential");
+            return Err(ctx.error(&field, msg));
+        }
         targets.push(Target {
             upstream: upstream.name.clone(),
             when,

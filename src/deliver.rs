@@ -49,6 +49,8 @@ pub struct Upstream {
     pub breaker: BreakerPolicy,
     /// Signs each delivery with Standard Webhooks headers, when configured.
     pub signer: Option<OutboundSigner>,
+    /// Headers of the original request that each delivery carries too.
+    pub forward_headers: Vec<http::HeaderName>,
 }
 
 /// The running schedulers, one per upstream; [`Dispatcher::reload`] swaps their settings.

@@ -72,6 +72,8 @@ pub struct DueDelivery {
     pub client_ip: String,
     /// The original scheme, for `X-Forwarded-Proto`.
     pub proto: String,
+    /// The request's headers as stored: a JSON object, credentials redacted.
+    pub headers: String,
 }
 
 /// What one attempt came to, and what happens to the delivery next.

@@ -36,14 +36,17 @@ pub fn is_sensitive(name: &str) -> bool {
     WORDS.iter().any(|w| name.contains(w)) || name == "x-hub-signature"
 }
 
-/// Headers as a JSON object of name → value, credentials replaced by `"<redacted>"`:
+/// What a redacted header's value reads in stored copies.
+pub const REDACTED: &str = "<redacted>";
+
+/// Headers as a JSON object of name → value, credentials replaced by [`REDACTED`]:
 /// those [`is_sensitive`] recognises, and `also`, a route's own credential header.
 pub fn redacted_headers(headers: &HeaderMap, also: Option<&str>) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     for name in headers.keys() {
         let named = also.is_some_and(|a| a.eq_ignore_ascii_case(name.as_str()));
         let value = if named || is_sensitive(name.as_str()) {
-            "<redacted>".to_owned()
+            REDACTED.to_owned()
         } else {
             let values: Vec<_> = headers
                 .get_all(name)

@@ -511,3 +511,66 @@ async fn readiness_fails_while_the_store_cannot_commit_and_recovers_by_itself() 
             .starts_with("HTTP/1.1 200")
     );
 }
+
+#[tokio::test]
+async fn an_upstream_gets_the_senders_event_headers_it_asks_for_but_never_a_credential() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let forward = "forward_headers = [\"X-GitHub-Event\", \"X-GitHub-Delivery\"]";
+    let toml = server_toml("")
+        + &upstream_toml("sink", &upstream.url("/sink"), forward)
+        + &route("github", "{ scheme = \"github\", secrets = [\"s\"] }", "");
+    let gw = Running::start(&toml).await;
+    let body = fixture("success.json");
+    let sig = format!("sha256={}", hmac_hex(b"s", &body));
+    let headers = [
+        ("x-hub-signature-256", sig.as_str()),
+        ("x-github-event", "pull_request"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("x-github-hook-id", "292430182"),
+    ];
+    let answer = gw
+        .site
+        .client()
+        .post(&gw.url("/hooks/github"), &headers, &body)
+        .await;
+    assert_eq!(answer.status, 202);
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+    let received = &upstream.accepted()[0];
+    assert_eq!(received.header("x-github-event"), "pull_request");
+    assert_eq!(
+        received.header("x-github-delivery"),
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    );
+    // Only what was asked for, and never the signature.
+    assert_eq!(received.header("x-github-hook-id"), "");
+    assert_eq!(received.header("x-hub-signature-256"), "");
+    assert_eq!(received.body, body);
+}
+
+#[test]
+fn forwarding_a_credential_header_is_a_configuration_error() {
+    let toml = |forward: &str, verify: &str| {
+        server_toml("")
+            + &upstream_toml(
+                "sink",
+                "http://127.0.0.1:9/",
+                &format!("forward_headers = [{forward}]"),
+            )
+            + &route("r", verify, "")
+    };
+    let github = "{ scheme = \"github\", secrets = [\"s\"] }";
+    let error = Site::new(&toml("\"X-Hub-Signature-256\"", github)).config_error();
+    assert!(
+        error.contains("upstreams.sink.forward_headers") && error.contains("credential"),
+        "{error}"
+    );
+
+    // A route's own credential header, whatever its name, is refused too.
+    let custom = "{ scheme = \"token\", header = \"X-Pulse-Key\", secrets = [\"t\"] }";
+    let error = Site::new(&toml("\"X-Pulse-Key\"", custom)).config_error();
+    assert!(
+        error.contains("routes[0].upstreams[0]") && error.contains("x-pulse-key"),
+        "{error}"
+    );
+}

@@ -207,6 +207,10 @@ pub struct RawUpstream {
     pub breaker: RawBreaker,
     /// Sign each delivery for this upstream with the Standard Webhooks scheme.
     pub sign: Option<RawSign>,
+    /// Headers of the original request copied onto each delivery, when the request had
+    /// them (such as `X-GitHub-Event`).
+    #[serde(default)]
+    pub forward_headers: Vec<Spanned<String>>,
 }
 
 /// `sign = { secrets = [...] }` of an upstream.

@@ -1,6 +1,7 @@
 //! The outbound HTTP client: one connection pool for all upstreams, http and https.
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -9,6 +10,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::Upstream;
 use crate::store::DueDelivery;
+use crate::telemetry::REDACTED;
 
 /// The shared client.
 pub type Client = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -61,6 +63,9 @@ pub(super) fn request(
     if let Some(content_type) = &delivery.content_type {
         builder = builder.header(http::header::CONTENT_TYPE, content_type);
     }
+    for (name, value) in forwarded(upstream, delivery) {
+        builder = builder.header(name, value);
+    }
     if let Some(signer) = &upstream.signer {
         let now = crate::store::now_ms() as u64 / 1_000;
         for (name, value) in signer.headers(&delivery.event_id, now, &delivery.body) {
@@ -68,6 +73,26 @@ pub(super) fn request(
         }
     }
     builder.body(Full::new(delivery.body.clone()))
+}
+
+/// The upstream's `forward_headers` that the original request carried, read from the
+/// stored copy of its headers (where credentials are already redacted, and so never sent).
+fn forwarded(upstream: &Upstream, delivery: &DueDelivery) -> Vec<(HeaderName, HeaderValue)> {
+    if upstream.forward_headers.is_empty() {
+        return Vec::new();
+    }
+    let Ok(serde_json::Value::Object(stored)) = serde_json::from_str(&delivery.headers) else {
+        return Vec::new();
+    };
+    upstream
+        .forward_headers
+        .iter()
+        .filter_map(|name| {
+            let value = stored.get(name.as_str())?.as_str()?;
+            let value = HeaderValue::from_str(value).ok()?;
+            (value != REDACTED).then(|| (name.clone(), value))
+        })
+        .collect()
 }
 
 /// Reads at most [`RESPONSE_HEAD`] bytes of an answer's body; the rest is dropped.

@@ -369,7 +369,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let sql = format!(
                 "SELECT d.id, d.event_id, e.route, d.attempts, e.received_at, e.body,
-                        e.content_type, e.client_ip, e.proto
+                        e.content_type, e.client_ip, e.proto, e.headers
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.upstream = ?1 AND d.state = 'pending' AND d.due_at <= ?2
                    AND d.id NOT IN ({skip})
@@ -387,6 +387,7 @@ impl Store for SqliteStore {
                     content_type: r.get(6)?,
                     client_ip: r.get(7)?,
                     proto: r.get(8)?,
+                    headers: r.get(9)?,
                 })
             })?;
             rows.collect()

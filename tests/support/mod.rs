@@ -85,6 +85,14 @@ impl Site {
         Config::load(&self.config_path).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The error the configuration must fail to load with.
+    pub fn config_error(&self) -> String {
+        match Config::load(&self.config_path) {
+            Ok(_) => panic!("the configuration loaded"),
+            Err(error) => error.to_string(),
+        }
+    }
+
     pub fn cert_path(&self) -> PathBuf {
         self.dir.path().join("certs/gateway.crt")
     }
