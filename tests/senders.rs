@@ -277,6 +277,69 @@ async fn gzip_bodies_verify_over_the_bytes_the_route_names_and_arrive_inflated()
 }
 
 #[tokio::test]
+async fn a_compressed_body_is_inflated_only_once_its_wire_signature_holds_and_within_budget() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let hmac = "{ scheme = \"hmac\", header = \"X-Signature\", secrets = [\"k\"] }";
+    let toml = |budget: &str| {
+        server_toml(&format!(
+            "max_body = \"1MiB\"\nmax_inflight_body = \"{budget}\""
+        )) + &upstream_toml("sink", &upstream.url("/sink"), "")
+            + &route("wire", hmac, "")
+    };
+    let gw = Running::start(&toml("1536KiB")).await;
+    let client = gw.site.client();
+    let bomb = gzip(&vec![0; 8 << 20]);
+    let gzipped = |sig: &str| {
+        [
+            ("x-signature", sig.to_owned()),
+            ("content-encoding", "gzip".into()),
+        ]
+    };
+    let post = |headers: [(&'static str, String); 2], body: Vec<u8>| {
+        let (client, url) = (&client, gw.url("/hooks/wire"));
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            client.post(&url, &headers, &body).await.status.as_u16()
+        }
+    };
+
+    // Unsigned, it is refused as it arrived: nothing is inflated for a stranger.
+    assert_eq!(post(gzipped(&"0".repeat(64)), bomb.clone()).await, 401);
+    // Signed, it inflates past the cap.
+    assert_eq!(
+        post(gzipped(&hmac_hex(b"k", &bomb)), bomb.clone()).await,
+        413
+    );
+    let small = gzip(&fixture("success.json"));
+    assert_eq!(
+        post(gzipped(&hmac_hex(b"k", &small)), small.clone()).await,
+        202
+    );
+    gw.gateway.shutdown().await;
+
+    // Inflating reserves the route's whole cap beside the wire bytes: a budget of one cap
+    // holds a plain body but not a compressed one.
+    let tight = Running::start(&toml("1MiB")).await;
+    let client = tight.site.client();
+    let headers = [
+        ("x-signature", hmac_hex(b"k", &small)),
+        ("content-encoding", "gzip".into()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let answer = client
+        .post(&tight.url("/hooks/wire"), &headers, &small)
+        .await;
+    assert_eq!(answer.status, 503);
+    let plain = fixture("success.json");
+    let sig = hmac_hex(b"k", &plain);
+    let answer = client
+        .post(&tight.url("/hooks/wire"), &[("x-signature", &sig)], &plain)
+        .await;
+    assert_eq!(answer.status, 202);
+}
+
+#[tokio::test]
 async fn a_minted_callback_url_is_accepted_until_tampered_with_or_mismatched() {
     let routes = route(
         "pulse",

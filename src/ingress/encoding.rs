@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use flate2::read::{GzDecoder, ZlibDecoder};
+use flate2::bufread::{GzDecoder, ZlibDecoder};
 use http::HeaderMap;
 
 use super::answer::Rejection;
@@ -39,6 +39,9 @@ pub(super) fn content_encoding(headers: &HeaderMap) -> Result<Encoding, Rejectio
 
 /// Inflates `wire` to at most `limit` bytes: a body that inflates past the cap is `413`, a
 /// corrupt one `400`. Runs on a blocking thread, since a large body is seconds of CPU.
+///
+/// Every gzip member is inflated (RFC 1952 allows several), and bytes after the end of the
+/// compressed data are refused: a signature covers them, so none may be dropped unseen.
 pub(super) async fn inflate(
     wire: Bytes,
     encoding: Encoding,
@@ -48,22 +51,59 @@ pub(super) async fn inflate(
         return Ok(wire);
     }
     tokio::task::spawn_blocking(move || {
-        let reader: Box<dyn Read> = match encoding {
-            Encoding::Gzip => Box::new(GzDecoder::new(&wire[..])),
-            _ => Box::new(ZlibDecoder::new(&wire[..])),
-        };
         let mut inflated = Vec::new();
-        reader
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut inflated)
-            .map_err(|_| Rejection::BadBody)?;
-        if inflated.len() as u64 > limit {
-            return Err(Rejection::TooLarge { limit });
+        let mut rest = &wire[..];
+        loop {
+            // The bufread decoders take no more input than their stream holds, so `rest`
+            // is what follows it.
+            rest = match encoding {
+                Encoding::Gzip => read_stream(GzDecoder::new(rest), &mut inflated, limit)?,
+                _ => read_stream(ZlibDecoder::new(rest), &mut inflated, limit)?,
+            };
+            if inflated.len() as u64 > limit {
+                return Err(Rejection::TooLarge { limit });
+            }
+            match (encoding, rest) {
+                (_, []) => return Ok(Bytes::from(inflated)),
+                (Encoding::Gzip, [0x1f, 0x8b, ..]) => continue,
+                _ => return Err(Rejection::BadBody),
+            }
         }
-        Ok(Bytes::from(inflated))
     })
     .await
     .map_err(|_| Rejection::BadBody)?
+}
+
+/// A decoder over one compressed stream with its input.
+trait Stream<'a>: Read {
+    fn rest(self) -> &'a [u8];
+}
+
+impl<'a> Stream<'a> for GzDecoder<&'a [u8]> {
+    fn rest(self) -> &'a [u8] {
+        self.into_inner()
+    }
+}
+
+impl<'a> Stream<'a> for ZlibDecoder<&'a [u8]> {
+    fn rest(self) -> &'a [u8] {
+        self.into_inner()
+    }
+}
+
+/// Appends one stream's inflated bytes to `out`, reading at most one byte past `limit`
+/// in all; the input that follows the stream.
+fn read_stream<'a>(
+    mut stream: impl Stream<'a>,
+    out: &mut Vec<u8>,
+    limit: u64,
+) -> Result<&'a [u8], Rejection> {
+    let room = limit.saturating_add(1).saturating_sub(out.len() as u64);
+    (&mut stream)
+        .take(room)
+        .read_to_end(out)
+        .map_err(|_| Rejection::BadBody)?;
+    Ok(stream.rest())
 }
 
 #[cfg(test)]
@@ -99,6 +139,31 @@ mod tests {
         assert!(bomb.len() < 64 << 10);
         let err = inflate(bomb, Encoding::Gzip, 1 << 20).await.unwrap_err();
         assert!(matches!(err, Rejection::TooLarge { .. }));
+    }
+
+    #[tokio::test]
+    async fn every_gzip_member_is_inflated() {
+        let wire = [gzip(b"{\"a\":"), gzip(b"1}")].concat();
+        let inflated = inflate(Bytes::from(wire), Encoding::Gzip, 100)
+            .await
+            .unwrap();
+        assert_eq!(&inflated[..], b"{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn bytes_after_the_compressed_data_are_a_bad_body() {
+        let gz = [&gzip(b"{}")[..], b"TRAILING"].concat();
+        let err = inflate(Bytes::from(gz), Encoding::Gzip, 100).await;
+        assert!(matches!(err, Err(Rejection::BadBody)), "{err:?}");
+
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+        zlib.write_all(b"{}").unwrap();
+        let whole = zlib.finish().unwrap();
+        let inflated = inflate(Bytes::from(whole.clone()), Encoding::Deflate, 100).await;
+        assert_eq!(&inflated.unwrap()[..], b"{}");
+        let trailing = [&whole[..], b"{\"evil\":1}"].concat();
+        let err = inflate(Bytes::from(trailing), Encoding::Deflate, 100).await;
+        assert!(matches!(err, Err(Rejection::BadBody)), "{err:?}");
     }
 
     #[tokio::test]

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::answer::{self, Body, Rejection};
 use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
-use super::encoding::{content_encoding, inflate};
+use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
 use crate::json::JsonError;
 use crate::route::{Route, SignatureOver};
@@ -157,33 +158,51 @@ async fn accept(
     // Bodies are held in memory until stored: reserve their size from the shared budget
     // first, the declared length or else the route's cap.
     let size = declared_length(&parts.headers).unwrap_or(route.max_body);
+    let _reserved = reserve(ingress, route, size)?;
+    let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
+    let incoming = |body| Incoming {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        path_tail: tail,
+        body,
+        now,
+    };
+
+    // A signature over the wire bytes is checked before anything is inflated, so only a
+    // genuine sender can make the gateway inflate; inflating takes its own reservation,
+    // as a small body can grow to the route's cap.
+    if route.signature_over == SignatureOver::Wire {
+        verify(ingress, route, &incoming(&wire))?;
+    }
+    let _inflating = match encoding {
+        Encoding::Identity => None,
+        _ => Some(reserve(ingress, route, route.max_body)?),
+    };
+    let body = inflate(wire.clone(), encoding, route.max_body).await?;
+    let signed = match route.signature_over {
+        SignatureOver::Wire => incoming(&wire),
+        SignatureOver::Inflated => {
+            verify(ingress, route, &incoming(&body))?;
+            incoming(&body)
+        }
+    };
+
+    let scope = route.verifier.dedup_scope(&signed);
+    let event = new_event(ingress, route, client, &parts, body, scope)?;
+    store(ingress, route, event).await
+}
+
+/// Takes `size` bytes from the budget for bodies in flight, or answers `503`.
+fn reserve(ingress: &Ingress, route: &Route, size: u64) -> Result<OwnedSemaphorePermit, Rejection> {
     let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let _reserved = ingress
+    ingress
         .body_budget
         .clone()
         .try_acquire_many_owned(kib)
         .map_err(|_| {
             tracing::warn!(route = %route.name, "body budget spent: too many bodies in flight");
             Rejection::Unavailable { retry_after: 1 }
-        })?;
-    let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
-    let body = inflate(wire.clone(), encoding, route.max_body).await?;
-    let signed = match route.signature_over {
-        SignatureOver::Wire => &wire,
-        SignatureOver::Inflated => &body,
-    };
-    let incoming = Incoming {
-        headers: &parts.headers,
-        query: parts.uri.query(),
-        path_tail: tail,
-        body: signed,
-        now,
-    };
-    verify(ingress, route, &incoming)?;
-
-    let scope = route.verifier.dedup_scope(&incoming);
-    let event = new_event(ingress, route, client, &parts, body, scope)?;
-    store(ingress, route, event).await
+        })
 }
 
 /// What is decided before the body is read: allow list, method, client rate, declared
