@@ -104,6 +104,8 @@ pub fn examine_body(data: &[u8]) {
             "the strict view reads differently"
         ),
         Err(crate::json::JsonError::RepeatedKey) => assert!(plain.is_ok(), "a repeated key"),
+        // serde_json reads such an object as a number, or refuses it.
+        Err(crate::json::JsonError::ReservedKey) => {}
         Err(crate::json::JsonError::NotJson) => assert!(plain.is_err(), "JSON refused"),
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Map, Number, Value};
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// Why a body has no JSON view.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JsonError {
     /// The body is not JSON.
     #[error("body is not JSON")]
@@ -25,25 +25,29 @@ pub enum JsonError {
     /// The body is JSON, but an object in it names the same key twice.
     #[error("body repeats a key inside one JSON object")]
     RepeatedKey,
+    /// The body is JSON, but an object in it uses the key serde_json reserves for the
+    /// digits of a number, which it would read as that number.
+    #[error("body uses a key reserved by the JSON parser")]
+    ReservedKey,
 }
 
 /// Parses `body` as one JSON value, refusing repeated keys.
 pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
-    let repeated = Cell::new(false);
+    let found = Cell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = deserializer.deserialize_any(Strict(&repeated));
-    match (parsed, deserializer.end(), repeated.get()) {
-        (Ok(value), Ok(()), false) => Ok(value),
-        (Ok(_), Ok(()), true) => Err(JsonError::RepeatedKey),
+    let parsed = deserializer.deserialize_any(Strict(&found));
+    match (parsed, deserializer.end(), found.get()) {
+        (Ok(value), Ok(()), None) => Ok(value),
+        (Ok(_), Ok(()), Some(error)) => Err(error),
         _ => Err(JsonError::NotJson),
     }
 }
 
-/// Builds a [`Value`] as serde_json does, and marks the cell it holds when an object names
-/// a key twice. It reads on past that, so that text which is not JSON at all is still
+/// Builds a [`Value`] as serde_json does, and notes in the cell it holds an object that
+/// names a key twice. It reads on past that, so that text which is not JSON at all is still
 /// told apart from JSON with a repeated key.
 #[derive(Clone, Copy)]
-struct Strict<'a>(&'a Cell<bool>);
+struct Strict<'a>(&'a Cell<Option<JsonError>>);
 
 impl<'de> DeserializeSeed<'de> for Strict<'_> {
     type Value = Value;
@@ -101,23 +105,87 @@ impl<'de> Visitor<'de> for Strict<'_> {
             return Ok(Value::Object(Map::new()));
         };
         if first == NUMBER_TOKEN {
-            // A number whose digits serde_json keeps as text.
-            let digits: String = map.next_value()?;
-            return digits
-                .parse::<Number>()
-                .map(Value::Number)
-                .map_err(de::Error::custom);
+            // A number whose digits serde_json keeps as text, or an object in the body that
+            // names the same key to pass for one: serde_json hands a number's digits over
+            // as an owned string, and a string from the body as a borrowed or escaped one.
+            return match map.next_value_seed(Digits)? {
+                Some(digits) => digits
+                    .parse::<Number>()
+                    .map(Value::Number)
+                    .map_err(de::Error::custom),
+                None => {
+                    self.0.set(Some(JsonError::ReservedKey));
+                    while map
+                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                        .is_some()
+                    {}
+                    Ok(Value::Null)
+                }
+            };
         }
         let mut object = Map::new();
         let mut key = Some(first);
         while let Some(name) = key {
             let value = map.next_value_seed(self)?;
-            if object.insert(name, value).is_some() {
-                self.0.set(true);
+            if object.insert(name, value).is_some() && self.0.get().is_none() {
+                self.0.set(Some(JsonError::RepeatedKey));
             }
             key = map.next_key::<String>()?;
         }
         Ok(Value::Object(object))
+    }
+}
+
+/// The value under [`NUMBER_TOKEN`]: the digits when serde_json made them (an owned
+/// string), `None` when the body wrote the key itself.
+struct Digits;
+
+impl<'de> DeserializeSeed<'de> for Digits {
+    type Value = Option<String>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Digits {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number's digits")
+    }
+
+    fn visit_string<E>(self, digits: String) -> Result<Option<String>, E> {
+        Ok(Some(digits))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<String>, E> {
+        Ok(None)
     }
 }
 
@@ -146,6 +214,25 @@ mod tests {
         ] {
             assert_eq!(parse(body), Err(JsonError::RepeatedKey), "{body:?}");
         }
+    }
+
+    #[test]
+    fn an_object_naming_the_parsers_number_key_does_not_pass_for_a_number() {
+        for body in [
+            &br#"{"request_id": {"$serde_json::private::Number": "42"}}"#[..],
+            br#"{"$serde_json::private::Number": "42"}"#,
+            br#"{"$serde_json::private::Number": "4\u0032"}"#,
+            br#"[{"\u0024serde_json::private::Number": "1"}]"#,
+            br#"{"$serde_json::private::Number": {"a": [1]}, "b": 2}"#,
+        ] {
+            assert_eq!(parse(body), Err(JsonError::ReservedKey), "{body:?}");
+        }
+        // Real numbers still keep their digits.
+        let digits = b"[42, 123456789012345678901234567890]";
+        assert_eq!(
+            parse(digits).unwrap().to_string(),
+            "[42,123456789012345678901234567890]"
+        );
     }
 
     #[test]

@@ -311,7 +311,7 @@ fn new_event(
     let examined = route
         .examine(&parts.headers, &body)
         .map_err(|error| match error {
-            JsonError::NotJson => Rejection::NotJson,
+            JsonError::NotJson | JsonError::ReservedKey => Rejection::NotJson,
             JsonError::RepeatedKey => Rejection::RepeatedKey,
         })?;
     let key = examined.key;
