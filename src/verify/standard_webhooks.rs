@@ -170,8 +170,17 @@ fn v1_signatures(value: &str, label: &'static str) -> Result<Vec<Vec<u8>>, Verif
     Ok(signatures)
 }
 
-impl Verifier for StandardWebhooks {
-    fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
+/// What a request's headers claim: its signatures, id and time.
+struct Claimed<'a> {
+    signatures: Vec<Vec<u8>>,
+    id: &'a str,
+    sent_at: &'a str,
+    skew: i64,
+}
+
+impl StandardWebhooks {
+    /// Reads and checks the headers alone: present, well formed, and inside the tolerance.
+    fn claimed<'a>(&self, request: &Incoming<'a>) -> Result<Claimed<'a>, VerifyError> {
         let names = if request.headers.contains_key(&STANDARD_NAMES.signature)
             || !request.headers.contains_key(&SVIX_NAMES.signature)
         {
@@ -190,13 +199,34 @@ impl Verifier for StandardWebhooks {
             request.now,
             self.tolerance,
         )?;
+        Ok(Claimed {
+            signatures,
+            id,
+            sent_at,
+            skew,
+        })
+    }
+}
 
-        let parts = [id.as_bytes(), b".", sent_at.as_bytes(), b".", request.body];
+impl Verifier for StandardWebhooks {
+    fn precheck(&self, request: &Incoming<'_>) -> Result<(), VerifyError> {
+        self.claimed(request).map(|_| ())
+    }
+
+    fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
+        let claimed = self.claimed(request)?;
+        let parts = [
+            claimed.id.as_bytes(),
+            b".",
+            claimed.sent_at.as_bytes(),
+            b".",
+            request.body,
+        ];
         let secret_index = Algorithm::Sha256
-            .find_key(&self.keys, &parts, &signatures)
+            .find_key(&self.keys, &parts, &claimed.signatures)
             .ok_or(VerifyError::Mismatch)?;
         Ok(Verified {
-            skew_secs: Some(skew),
+            skew_secs: Some(claimed.skew),
             secret_index,
         })
     }
@@ -240,6 +270,26 @@ mod tests {
             .header(&format!("{prefix}-id"), ID)
             .header(&format!("{prefix}-timestamp"), &SENT_AT.to_string())
             .header(&format!("{prefix}-signature"), signature)
+    }
+
+    #[test]
+    fn missing_malformed_and_stale_headers_are_refused_before_the_body() {
+        let verifier = verifier();
+        assert_eq!(published("webhook", SIGNATURE).precheck(&*verifier), Ok(()));
+        assert_eq!(
+            Request::new(BODY, SENT_AT).precheck(&*verifier),
+            Err(VerifyError::Missing("webhook-signature"))
+        );
+        let garbled = published("svix", "v1,!!!").precheck(&*verifier);
+        assert_eq!(garbled, Err(VerifyError::Malformed("svix-signature")));
+        let stale = Request {
+            now: SENT_AT + 3_600,
+            ..published("webhook", SIGNATURE)
+        };
+        assert!(matches!(
+            stale.precheck(&*verifier),
+            Err(VerifyError::Stale)
+        ));
     }
 
     #[test]

@@ -97,6 +97,17 @@ impl Request {
         self.headers[name].to_str().unwrap().to_owned()
     }
 
+    /// Runs the verifier's check before the body on this request's headers and URL.
+    pub(crate) fn precheck(&self, verifier: &dyn Verifier) -> Result<(), VerifyError> {
+        verifier.precheck(&Incoming {
+            headers: &self.headers,
+            query: self.query.as_deref(),
+            path_tail: self.path_tail.as_deref(),
+            body: &[],
+            now: self.now,
+        })
+    }
+
     /// Runs the verifier on this request.
     pub(crate) fn verify(&self, verifier: &dyn Verifier) -> Result<Verified, VerifyError> {
         verifier.verify(&Incoming {
