@@ -419,11 +419,13 @@ async fn purge_store(store: Arc<dyn Store>, retention: Duration, mut stop: watch
 pub async fn run(path: &Path, config: &Config) -> Result<(), StartError> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let mut gateway = Gateway::start(config).await?;
+    // The handlers come first: a signal that arrives while the gateway starts, once it
+    // has said so, must not find the default action (for `SIGHUP`, ending the process).
     let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     );
+    let mut gateway = Gateway::start(config).await?;
     let (Ok(mut term), Ok(mut hup)) = signals else {
         tracing::warn!("signal handlers unavailable: only Ctrl-C stops the gateway");
         let _ = tokio::signal::ctrl_c().await;
