@@ -295,3 +295,58 @@ fn commands_need_only_the_secrets_they_use() {
         text(&list)
     );
 }
+
+#[test]
+fn an_event_id_given_to_retry_is_answered_with_where_delivery_ids_are() {
+    let site = Site::new(&(server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "")));
+    let event = "01a23fdd-64ad-72ee-b9e5-e6d1814b31b9";
+    let out = hookgate(&site.config_path, &["deliveries", "retry", event]);
+    assert!(!out.status.success());
+    let shown = text(&out);
+    assert!(shown.contains("is not a delivery id"), "{shown}");
+    assert!(
+        shown.contains(&format!("hookgate deliveries show {event}")),
+        "{shown}"
+    );
+
+    let out = hookgate(
+        &site.config_path,
+        &["deliveries", "list", "--state", "bogus"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("pending, delivered, dead, paused, all"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn check_loads_the_certificate_and_key_as_a_start_would() {
+    let site = Site::new(&(server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "")));
+    // Neither file: a start would create a development pair; check only says so.
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("a start creates a self-signed development pair"));
+    assert!(!site.cert_path().exists());
+
+    let files = site.config().server.tls.unwrap();
+    hookgate::ingress::tls::Tls::load(&files).unwrap();
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("development pair"), "{}", text(&out));
+
+    std::fs::write(&files.key, "garbage\n").unwrap();
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("gateway.key: no PEM private key"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::remove_file(&files.key).unwrap();
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("gateway.key"), "{}", text(&out));
+}

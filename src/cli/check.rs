@@ -5,12 +5,20 @@ use std::path::Path;
 use super::CliResult;
 use crate::config::Config;
 use crate::config::secret::Reading;
+use crate::ingress::tls::Tls;
 use crate::route::DedupKey;
 
 /// Prints the routes the configuration would serve, or the first error. Secret files
 /// marked `create = true` are not created: a start does that.
 pub(super) fn check(path: &Path) -> CliResult {
     let config = Config::load_with(path, Reading::Check).map_err(|e| e.to_string())?;
+    let tls = match &config.server.tls {
+        Some(files) => Some(Tls::check(files).map_err(|e| format!("tls: {e}"))?),
+        None => None,
+    };
+    if tls == Some(false) {
+        say!("note: no certificate or key yet: a start creates a self-signed development pair");
+    }
     for warning in &config.warnings {
         say!("warning: {warning}");
     }

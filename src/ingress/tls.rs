@@ -80,6 +80,15 @@ impl Tls {
         })
     }
 
+    /// Loads the files as a start would, but creates nothing: `Ok(false)` when both the
+    /// certificate and the key are missing, which a start answers with a development pair.
+    pub fn check(files: &TlsFiles) -> Result<bool, TlsError> {
+        if !files.cert.exists() && !files.key.exists() {
+            return Ok(false);
+        }
+        Tls::load(files).map(|_| true)
+    }
+
     /// Accepts TLS connections.
     pub(super) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
@@ -181,9 +190,15 @@ fn server_config(
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| file_error(&files.cert, e))?;
     if certs.is_empty() {
-        return Err(file_error(&files.cert, "no certificate found"));
+        return Err(file_error(&files.cert, "no PEM certificate found"));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => file_error(
+            &files.key,
+            "no PEM private key (-----BEGIN ... PRIVATE KEY-----) found",
+        ),
+        other => file_error(&files.key, other),
+    })?;
 
     let builder = ServerConfig::builder_with_protocol_versions(&[
         &rustls::version::TLS13,
