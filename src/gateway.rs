@@ -58,7 +58,11 @@ pub enum ReloadError {
     #[error("tls: {0}")]
     Tls(#[from] ingress::tls::TlsError),
     /// An upstream that was removed still has deliveries to make.
-    #[error("upstream {upstream} was removed but has {pending} pending deliveries")]
+    #[error(
+        "upstream {upstream} was removed but has {pending} pending delivery(ies): keep it \
+         until they are delivered or dead (`hookgate deliveries list --state pending \
+         --upstream {upstream}` shows them)"
+    )]
     PendingForRemoved {
         /// The upstream.
         upstream: String,

@@ -38,7 +38,8 @@ enum DeliveriesCommand {
 #[derive(Debug, clap::Args)]
 struct ListArgs {
     /// `pending`, `delivered`, `dead`, `paused`, or `all`.
-    #[arg(long, default_value = "dead")]
+    #[arg(long, default_value = "dead",
+          value_parser = ["pending", "delivered", "dead", "paused", "all"])]
     state: String,
     /// Only deliveries to this upstream.
     #[arg(long)]
@@ -53,8 +54,8 @@ struct ListArgs {
 
 #[derive(Debug, clap::Args)]
 struct RetryArgs {
-    /// The delivery to replay.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// The delivery to replay (its number; `deliveries show EVENT_ID` lists them).
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = delivery_id)]
     id: Option<i64>,
     /// Replay every dead letter matching the filters.
     #[arg(long)]
@@ -65,6 +66,16 @@ struct RetryArgs {
     /// With `--all`: only events from this route.
     #[arg(long, requires = "all")]
     route: Option<String>,
+}
+
+/// A delivery id; an event id in its place is answered with where to find its deliveries.
+fn delivery_id(text: &str) -> Result<i64, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not a delivery id, which is a number; \
+             `hookgate deliveries show {text}` lists an event's deliveries with their ids"
+        )
+    })
 }
 
 #[derive(Deserialize)]
