@@ -154,11 +154,33 @@ async fn accept(
     let now = now_ms() as u64 / 1_000;
     admit(ingress, route, client, &parts, tail, now)?;
 
+    let read = read_verified(ingress, route, &parts, body, tail, now).await?;
+    let event = new_event(ingress, route, client, &parts, read.body, read.scope)?;
+    store(ingress, route, event).await
+}
+
+/// A verified body, with its share of the budget for bodies in flight, held until stored.
+struct Read {
+    body: Bytes,
+    scope: Option<String>,
+    _held: [Option<OwnedSemaphorePermit>; 2],
+}
+
+/// Reads the body within its reservation, inflates it, and verifies the bytes the sender
+/// signed. A signature over the wire bytes is checked before anything is inflated, so only
+/// a genuine sender can make the gateway inflate; inflating takes a reservation of its own,
+/// as a small body can grow to the route's cap.
+async fn read_verified(
+    ingress: &Ingress,
+    route: &Route,
+    parts: &Parts,
+    body: hyper::body::Incoming,
+    tail: Option<&str>,
+    now: u64,
+) -> Result<Read, Rejection> {
     let encoding = content_encoding(&parts.headers)?;
-    // Bodies are held in memory until stored: reserve their size from the shared budget
-    // first, the declared length or else the route's cap.
     let size = declared_length(&parts.headers).unwrap_or(route.max_body);
-    let _reserved = reserve(ingress, route, size)?;
+    let reading = reserve(ingress, route, size)?;
     let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
     let incoming = |body| Incoming {
         headers: &parts.headers,
@@ -168,13 +190,10 @@ async fn accept(
         now,
     };
 
-    // A signature over the wire bytes is checked before anything is inflated, so only a
-    // genuine sender can make the gateway inflate; inflating takes its own reservation,
-    // as a small body can grow to the route's cap.
     if route.signature_over == SignatureOver::Wire {
         verify(ingress, route, &incoming(&wire))?;
     }
-    let _inflating = match encoding {
+    let inflating = match encoding {
         Encoding::Identity => None,
         _ => Some(reserve(ingress, route, route.max_body)?),
     };
@@ -186,10 +205,12 @@ async fn accept(
             incoming(&body)
         }
     };
-
     let scope = route.verifier.dedup_scope(&signed);
-    let event = new_event(ingress, route, client, &parts, body, scope)?;
-    store(ingress, route, event).await
+    Ok(Read {
+        body,
+        scope,
+        _held: [Some(reading), inflating],
+    })
 }
 
 /// Takes `size` bytes from the budget for bodies in flight, or answers `503`.

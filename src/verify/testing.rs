@@ -99,23 +99,21 @@ impl Request {
 
     /// Runs the verifier's check before the body on this request's headers and URL.
     pub(crate) fn precheck(&self, verifier: &dyn Verifier) -> Result<(), VerifyError> {
-        verifier.precheck(&Incoming {
-            headers: &self.headers,
-            query: self.query.as_deref(),
-            path_tail: self.path_tail.as_deref(),
-            body: &[],
-            now: self.now,
-        })
+        verifier.precheck(&self.incoming(&[]))
     }
 
     /// Runs the verifier on this request.
     pub(crate) fn verify(&self, verifier: &dyn Verifier) -> Result<Verified, VerifyError> {
-        verifier.verify(&Incoming {
+        verifier.verify(&self.incoming(&self.body))
+    }
+
+    fn incoming<'a>(&'a self, body: &'a [u8]) -> Incoming<'a> {
+        Incoming {
             headers: &self.headers,
             query: self.query.as_deref(),
             path_tail: self.path_tail.as_deref(),
-            body: &self.body,
+            body,
             now: self.now,
-        })
+        }
     }
 }
