@@ -96,6 +96,17 @@ pub fn examine_body(data: &[u8]) {
     ]);
     let _ = crate::verify::check_bound(data, &bound);
 
+    // The view of a few members agrees with the whole parse wherever that succeeds.
+    let members = ["request_id", "status", "webhook_extra"];
+    if let Ok(whole) = crate::json::parse(data) {
+        let view = crate::json::view(data, &members);
+        let view = view.unwrap_or_else(|e| panic!("the whole parse takes it, the view: {e}"));
+        for member in members {
+            let pointer = format!("/{member}");
+            assert_eq!(whole.pointer(&pointer), view.pointer(&pointer), "{member}");
+        }
+    }
+
     let plain = serde_json::from_slice::<serde_json::Value>(data);
     match crate::json::parse(data) {
         Ok(strict) => assert_eq!(

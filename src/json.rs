@@ -43,6 +43,71 @@ pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
     }
 }
 
+/// The top-level members of a JSON object body named in `members`, parsed as [`parse`]
+/// would, in an object of their own; a body that is not an object is parsed whole.
+///
+/// A long body (a two-hour transcript holds a timestamp object per word) costs far more to
+/// build as a tree than everything else the gateway does with it, and a route reads only
+/// the members its JSON pointers start in. The other members are checked to be JSON but
+/// not built, so a repeated key inside them goes unremarked: nothing the gateway decides
+/// reads them. The top level's own keys are all checked for repeats.
+pub fn view(body: &[u8], members: &[&str]) -> Result<Value, JsonError> {
+    // Text that is skipped rather than built is not checked for UTF-8 by the parser.
+    std::str::from_utf8(body).map_err(|_| JsonError::NotJson)?;
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return parse(body);
+    }
+    let found = Cell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = deserializer.deserialize_map(Members {
+        wanted: members,
+        found: &found,
+    });
+    match (parsed, deserializer.end(), found.get()) {
+        (Ok(value), Ok(()), None) => Ok(value),
+        (Ok(_), Ok(()), Some(error)) => Err(error),
+        _ => Err(JsonError::NotJson),
+    }
+}
+
+/// The top level of [`view`]: builds the wanted members, skips the rest.
+struct Members<'a> {
+    wanted: &'a [&'a str],
+    found: &'a Cell<Option<JsonError>>,
+}
+
+impl<'de> Visitor<'de> for Members<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let problem = match key.as_str() {
+                // The body began with `{`, so this is no number but an object posing as one.
+                NUMBER_TOKEN => Some(JsonError::ReservedKey),
+                _ if seen.contains(&key) => Some(JsonError::RepeatedKey),
+                _ => None,
+            };
+            if problem.is_some() && self.found.get().is_none() {
+                self.found.set(problem);
+            }
+            if self.wanted.contains(&key.as_str()) {
+                let value = map.next_value_seed(Strict(self.found))?;
+                object.insert(key.clone(), value);
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+            seen.insert(key);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Builds a [`Value`] as serde_json does, and notes in the cell it holds an object that
 /// names a key twice. It reads on past that, so that text which is not JSON at all is still
 /// told apart from JSON with a repeated key.
@@ -233,6 +298,48 @@ mod tests {
             parse(digits).unwrap().to_string(),
             "[42,123456789012345678901234567890]"
         );
+    }
+
+    #[test]
+    fn a_view_builds_the_wanted_members_as_the_whole_parse_does() {
+        let body =
+            br#"{"request_id": "r1", "words": [{"w": "a", "w": "b"}], "n": 12345678901234567890123,
+                        "webhook_extra": {"region": "us-east"}, "status": "failed"}"#;
+        let view = view(body, &["request_id", "webhook_extra", "n", "absent"]).unwrap();
+        let whole: Value = serde_json::from_slice(body).unwrap();
+        for member in ["request_id", "webhook_extra", "n"] {
+            assert_eq!(view[member], whole[member], "{member}");
+        }
+        // What no pointer starts in is left out, repeated keys inside it included.
+        assert_eq!(view.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_view_refuses_repeats_at_the_top_and_inside_wanted_members() {
+        let top = br#"{"request_id": "a", "words": [], "request_id": "b"}"#;
+        assert_eq!(view(top, &["request_id"]), Err(JsonError::RepeatedKey));
+        let skipped_twice = br#"{"words": 1, "words": 2, "request_id": "a"}"#;
+        assert_eq!(
+            view(skipped_twice, &["request_id"]),
+            Err(JsonError::RepeatedKey)
+        );
+        let nested = br#"{"webhook_extra": {"region": "us", "region": "eu"}}"#;
+        assert_eq!(
+            view(nested, &["webhook_extra"]),
+            Err(JsonError::RepeatedKey)
+        );
+        let posing = br#"{"$serde_json::private::Number": "1"}"#;
+        assert_eq!(view(posing, &[]), Err(JsonError::ReservedKey));
+        let inside = br#"{"id": {"$serde_json::private::Number": "1"}}"#;
+        assert_eq!(view(inside, &["id"]), Err(JsonError::ReservedKey));
+    }
+
+    #[test]
+    fn a_view_of_what_is_not_a_json_object() {
+        assert_eq!(view(b"[1, 2]", &["x"]).unwrap(), serde_json::json!([1, 2]));
+        for body in [&b"{"[..], b"{\"a\": [}", b"{\"a\": \"\xff\"}", b"{} x", b""] {
+            assert_eq!(view(body, &["a"]), Err(JsonError::NotJson), "{body:?}");
+        }
     }
 
     #[test]

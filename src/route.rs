@@ -76,7 +76,11 @@ impl Route {
     /// when the route needs it, and then strictly (see [`crate::json`]).
     pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, JsonError> {
         let json = match self.needs_json() {
-            true => Some(json::parse(body)?),
+            true => {
+                let members = self.json_members();
+                let members: Vec<&str> = members.iter().map(String::as_str).collect();
+                Some(json::view(body, &members)?)
+            }
             false => None,
         };
         let key = self
@@ -85,6 +89,23 @@ impl Route {
             .map_err(|KeyError::NotJson| JsonError::NotJson)?;
         let upstreams = self.upstreams_for(json.as_ref());
         Ok(Examined { key, upstreams })
+    }
+
+    /// The top-level members of a JSON body that the route's pointers start in.
+    fn json_members(&self) -> Vec<String> {
+        let dedup = match &self.dedup {
+            DedupKey::Json(pointer) => Some(pointer.as_str()),
+            _ => None,
+        };
+        let filters = self.targets.iter().flat_map(|t| t.when.pointers());
+        let mut members: Vec<String> = dedup
+            .into_iter()
+            .chain(filters)
+            .filter_map(first_token)
+            .collect();
+        members.sort();
+        members.dedup();
+        members
     }
 
     /// The upstreams that should receive an event with this (parsed) body.
@@ -104,6 +125,12 @@ pub struct Examined {
     pub key: Key,
     /// The upstreams that receive it.
     pub upstreams: Vec<Arc<str>>,
+}
+
+/// The member name a JSON pointer starts with, unescaped (`~1` is `/`, `~0` is `~`).
+fn first_token(pointer: &str) -> Option<String> {
+    let token = pointer.strip_prefix('/')?.split('/').next()?;
+    Some(token.replace("~1", "/").replace("~0", "~"))
 }
 
 /// The routes of one configuration, looked up by host and path.

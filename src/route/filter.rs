@@ -31,6 +31,11 @@ impl Filter {
         Ok(Filter { conditions })
     }
 
+    /// The JSON pointers the conditions read.
+    pub fn pointers(&self) -> impl Iterator<Item = &str> {
+        self.conditions.iter().map(|(pointer, _)| pointer.as_str())
+    }
+
     /// Whether there are no conditions.
     pub fn is_empty(&self) -> bool {
         self.conditions.is_empty()
