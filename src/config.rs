@@ -151,7 +151,8 @@ pub struct ConfigError {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
-    /// The key at fault, as a dotted path (`routes[1].verify`).
+    /// The key at fault, as a dotted path (`routes[1].verify`); empty when the file itself
+    /// is at fault.
     pub key: String,
     /// What is wrong, and how to fix it when that is not obvious.
     pub message: String,
@@ -160,7 +161,9 @@ pub struct ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let file = self.file.display();
-        if self.line == 0 {
+        if self.key.is_empty() {
+            write!(f, "{file}: {}", self.message)
+        } else if self.line == 0 {
             write!(f, "{file}: {}: {}", self.key, self.message)
         } else {
             let (line, column) = (self.line, self.column);
@@ -183,8 +186,8 @@ impl Config {
             file: path.to_owned(),
             line: 0,
             column: 0,
-            key: "file".into(),
-            message: format!("{e} (name another file with -c FILE)"),
+            key: String::new(),
+            message: format!("cannot be read: {e} (name another file with -c FILE)"),
         })?;
         Config::parse_with(path, &text, reading)
     }

@@ -119,7 +119,14 @@ async fn list(admin: &AdminClient, args: &ListArgs) -> CliResult {
     let rows: Vec<Vec<String>> = listed.deliveries.iter().map(delivery_row).collect();
     table::print(
         &[
-            "ID", "STATE", "UPSTREAM", "ROUTE", "ATTEMPTS", "LAST", "UPDATED", "EVENT",
+            "ID",
+            "STATE",
+            "UPSTREAM",
+            "ROUTE",
+            "ATTEMPTS",
+            "LAST",
+            "UPDATED (UTC)",
+            "EVENT",
         ],
         &rows,
     );
@@ -203,7 +210,10 @@ fn print_delivery(detail: &DeliveryDetail) {
             ]
         })
         .collect();
-    table::print(&["#", "AT", "STATUS", "LATENCY", "ERROR", "ANSWER"], &rows);
+    table::print(
+        &["#", "AT (UTC)", "STATUS", "LATENCY", "ERROR", "ANSWER"],
+        &rows,
+    );
 }
 
 async fn retry(admin: &AdminClient, id: i64) -> CliResult {
