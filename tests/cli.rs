@@ -350,3 +350,33 @@ fn check_loads_the_certificate_and_key_as_a_start_would() {
     assert!(!out.status.success());
     assert!(text(&out).contains("gateway.key"), "{}", text(&out));
 }
+
+#[test]
+fn sign_gives_a_route_keyed_on_a_header_a_fresh_value_for_it() {
+    let github = "[[routes]]\nname = \"github\"\npath = \"/hooks/github\"\n\
+        verify = { scheme = \"github\", secrets = [\"s\"] }\n\
+        dedup = { key = \"header:x-github-delivery\" }\nupstreams = [\"u\"]\n";
+    let site =
+        Site::new(&(server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "") + github));
+    let body = site.dir.path().join("body.json");
+    std::fs::write(&body, b"{}").unwrap();
+    let delivery = |out: &Output| {
+        let shown = text(out);
+        let line = shown.lines().find(|l| l.starts_with("x-github-delivery: "));
+        line.unwrap_or_else(|| panic!("{shown}")).to_owned()
+    };
+    let first = hookgate(
+        &site.config_path,
+        &["sign", "--route", "github", body.to_str().unwrap()],
+    );
+    let second = hookgate(
+        &site.config_path,
+        &["sign", "--route", "github", body.to_str().unwrap()],
+    );
+    assert!(
+        text(&first).contains("x-hub-signature-256: sha256="),
+        "{}",
+        text(&first)
+    );
+    assert_ne!(delivery(&first), delivery(&second));
+}

@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::CliResult;
 use crate::config::Config;
-use crate::route::Route;
+use crate::route::{DedupKey, Route};
 use crate::verify::Credentials;
 
 /// Which route, which body, and where the gateway is.
@@ -56,9 +56,20 @@ fn prepare(config: &Config, target: &Target) -> Result<Signed, String> {
     } else {
         std::fs::read(&target.body).map_err(|e| format!("{}: {e}", target.body.display()))?
     };
-    let credentials = route
+    let mut credentials = route
         .verifier
         .sign(&body, crate::store::now_ms() as u64 / 1_000);
+    // A route keyed on a header (GitHub's delivery id) would otherwise key each send on
+    // the body's hash, so that sending one file twice looks like a duplicate.
+    if let DedupKey::Header(name) = &route.dedup
+        && !credentials
+            .headers
+            .iter()
+            .any(|(h, _)| name.as_str().eq_ignore_ascii_case(h))
+    {
+        let id = uuid::Uuid::now_v7().to_string();
+        credentials.headers.push((name.to_string(), id));
+    }
     let base = target.url.clone().unwrap_or_else(|| default_base(config));
     let url = signed_url(&base, route, &credentials);
     Ok(Signed {
