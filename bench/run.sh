@@ -13,7 +13,9 @@ long_connections=${BENCH_LONG_CONNECTIONS:-8}
 short_count=${BENCH_SHORT_COUNT:-400000}  # distinct short requests (hookgate runs must not wrap)
 long_count=${BENCH_LONG_COUNT:-1500}      # distinct long requests, about 1.4 MB each
 backlog=${BENCH_BACKLOG:-1000000}         # events queued while the upstream is down; 0 skips
-payloads=${BENCH_PAYLOADS:-short long}
+# Attempts in flight per hookgate upstream: nginx keeps up to 64 connections to the upstream.
+upstream_concurrency=${BENCH_UPSTREAM_CONCURRENCY:-64}
+payloads=${BENCH_PAYLOADS-short long}      # empty: the backlog run only
 work=${BENCH_WORK:-$repo/target/bench-run}
 secret=bench-secret-not-for-production
 
@@ -40,15 +42,20 @@ calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
 say() { printf '%s\n' "$*" | tee -a "$work/results.txt"; }
 
-# Stops one process this script started, by its id.
-stop_one() {
-    local pid=$1 kept=() p
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+# Takes a process that has ended off the list the exit trap stops.
+forget() {
+    local kept=() p
     for p in "${pids[@]}"; do
-        [[ $p == "$pid" ]] || kept+=("$p")
+        [[ $p == "$1" ]] || kept+=("$p")
     done
     pids=("${kept[@]}")
+}
+
+# Stops one process this script started, by its id.
+stop_one() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget "$1"
 }
 
 # Waits (at most 30 s) until a URL answers 200.
@@ -67,6 +74,7 @@ install_tools() {
     command -v wrk >/dev/null || missing+=(wrk)
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
     command -v curl >/dev/null || missing+=(curl)
+    command -v sqlite3 >/dev/null || missing+=(sqlite3)
     command -v python3 >/dev/null || missing+=(python3)
     if ((${#missing[@]})); then
         apt-get update -qq
@@ -143,7 +151,8 @@ write_gateway_config() {
         printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$admin_port"
         printf '\n[store]\npath = "%s/hookgate.db"\nhigh_water = %s\n' "$data" $((backlog * 2 + 1000000))
         for name in one two three; do
-            printf '\n[upstreams.%s]\nurl = "http://127.0.0.1:%s/%s"\n%s\n' "$name" "$upstream_port" "$name" "$extra"
+            printf '\n[upstreams.%s]\nurl = "http://127.0.0.1:%s/%s"\nconcurrency = %s\n%s\n' \
+                "$name" "$upstream_port" "$name" "$upstream_concurrency" "$extra"
         done
         printf '\n[[routes]]\nname = "bench"\npath = "/hooks/bench"\n'
         printf 'verify = { scheme = "hmac", header = "x-signature", algorithm = "sha256", encoding = "hex", secrets = [{ env = "HOOKGATE_BENCH_SECRET" }] }\n'
@@ -159,9 +168,22 @@ start_gateway() {
     wait_for "http://127.0.0.1:$admin_port/readyz"
 }
 
+# Events stored: counted in the database, since a request whose client went away after its
+# commit is stored (and delivered) but never counted as answered.
 accepted_count() {
-    curl -fs "http://127.0.0.1:$admin_port/metrics" |
-        awk '/^hookgate_requests_total/ && /outcome="accepted"/ { n += $NF } END { print n + 0 }'
+    sqlite3 -readonly "$1/hookgate.db" 'SELECT COUNT(*) FROM events'
+}
+
+# The accepted count once requests cut off at the end of a run are answered.
+settled_accepted() {
+    local before after
+    after=$(accepted_count "$1")
+    until [[ $after == "${before:-}" ]]; do
+        before=$after
+        sleep 0.5
+        after=$(accepted_count "$1")
+    done
+    echo "$after"
 }
 
 # Runs wrk: $1 port, $2 request prefix, $3 sent log prefix, $4 rate (0: as fast as it goes),
@@ -189,8 +211,8 @@ wait_deliveries() {
     done
 }
 
-# Records one row: mode payload rps p50 p99 delivered/s e2e_p99 peak_rss cpu extra.
-row() { printf '%-10s %-6s %9s %8s %8s %11s %8s %9s %6s  %s\n' "$@" | tee -a "$work/results.txt"; }
+# Records one row: mode payload rps p50 p99 delivered/s e2e_p99 peak_rss cpu cpu_per_request extra.
+row() { printf '%-8s %-6s %9s %8s %8s %9s %9s %9s %5s %7s  %s\n' "$@" | tee -a "$work/results.txt"; }
 
 nginx_run() {
     local mode=$1 payload=$2 port=$3 conns=$4 cpu0 cpu1 report="" delivered="-" e2e="-"
@@ -214,14 +236,15 @@ nginx_run() {
 # Keeps the run's numbers: results.txt for people, $dir/numbers for the ratios.
 record() {
     local mode=$1 payload=$2 delivered=$3 e2e=$4 rss=$5 cpu0=$6 cpu1=$7 dir=$8
-    local rps p50 p99 secs cpu
+    local rps p50 p99 secs cpu per_request
     rps=$(field "$wrk_result" rps)
     p50=$(field "$wrk_result" p50_ms)
     p99=$(field "$wrk_result" p99_ms)
     secs=$(calc "$(field "$wrk_result" duration_us) / 1000000" 3)
     cpu=$(calc "100 * ($cpu1 - $cpu0) / $secs" 0)
+    per_request=$(calc "1000000 * ($cpu1 - $cpu0) / $(field "$wrk_result" requests)" 0)
     echo "rps=$rps delivered=$delivered" >"$dir/numbers"
-    row "$mode" "$payload" "$rps" "$p50" "$p99" "$delivered" "$e2e" "$rss" "$cpu%" \
+    row "$mode" "$payload" "$rps" "$p50" "$p99" "$delivered" "$e2e" "$rss" "$cpu%" "$per_request" \
         "non2xx=$(field "$wrk_result" non2xx) errors=$(($(field "$wrk_result" read_err) + $(field "$wrk_result" timeouts))) wraps=$(field "$wrk_result" wraps)"
 }
 
@@ -239,7 +262,7 @@ gateway_run() {
     cpu0=$(cpu_seconds "$gateway_pid")
     run_wrk "$gateway_port" "$work/requests-$payload" "$dir/sent" "$rate" "$conns" "$duration" wrap
     cpu1=$(cpu_seconds "$gateway_pid")
-    accepted=$(accepted_count)
+    accepted=$(settled_accepted "$dir")
     wait_deliveries $((accepted * per_event)) 300 || true
     curl -fs -o /dev/null "http://127.0.0.1:$upstream_port/dump"
     report=$("$tools" report --sent "$(sent_files "$dir/sent")" --received "$dir/received" |
@@ -260,7 +283,7 @@ side_by_side() {
     local payload=$1 conns=$2 peak
     say ""
     say "== payload: $payload ($(wc -c <"$work/$payload.json") bytes) =="
-    row mode payload "req/s" "p50 ms" "p99 ms" "deliv/s" "e2e p99" "peak MiB" cpu ""
+    row mode payload "req/s" "p50 ms" "p99 ms" "deliv/s" "e2e p99" "peak MiB" cpu "µs/req" ""
     nginx_run ceiling "$payload" "$ceiling_port" "$conns"
     nginx_run proxy "$payload" "$proxy_port" "$conns"
     gateway_run ingest "$payload" '"one"' 1 "$conns" 0
@@ -298,14 +321,16 @@ retry = { initial = "1s", max_delay = "5s" }'
         >"$dir/sent.wrk" 2>&1 &
     pids+=($!)
     wrk_pid=$!
-    while kill -0 "$wrk_pid" 2>/dev/null && (($(accepted_count) < backlog)); do
+    while kill -0 "$wrk_pid" 2>/dev/null && (($(accepted_count "$dir") < backlog)); do
         sleep 0.5
     done
     ended=$(date +%s.%N)
+    # SIGINT makes wrk print its summary and flush the send times; wait for it to finish.
     kill -INT "$wrk_pid" 2>/dev/null || true
-    stop_one "$wrk_pid"
+    wait "$wrk_pid" 2>/dev/null || true
+    forget "$wrk_pid"
     wrk_result=$(sed -n 's/^RESULT //p' "$dir/sent.wrk")
-    accepted=$(accepted_count)
+    accepted=$(settled_accepted "$dir")
     queued=$(rss_mib "$gateway_pid")
     say "ingest: $accepted accepted in $(calc "$ended - $began" 1) s," \
         "$(calc "$accepted / ($ended - $began)" 0)/s; ack p50 $(field "$wrk_result" p50_ms) ms, p99 $(field "$wrk_result" p99_ms) ms"
@@ -350,7 +375,8 @@ main() {
 
     say "hookgate $(git rev-parse --short HEAD) on $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
         "$(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    say "wrk -t $threads, ${duration}s per run; connections: short $connections, long $long_connections"
+    say "wrk -t $threads, ${duration}s per run; connections: short $connections, long $long_connections;" \
+        "hookgate upstream concurrency $upstream_concurrency"
     start_nginx
     for payload in $payloads; do
         if [[ $payload == long ]]; then
