@@ -19,8 +19,12 @@ payloads=${BENCH_PAYLOADS-short long}      # empty: the backlog run only
 work=${BENCH_WORK:-$repo/target/bench-run}
 secret=bench-secret-not-for-production
 
-ceiling_port=18443 proxy_port=18444 gateway_port=18445 upstream_port=18081 admin_port=19090
-hookgate=$repo/target/release/hookgate
+# Five loopback ports from here on, below the ephemeral range (32768 and up) so that no
+# outgoing connection holds one.
+base=${BENCH_PORT_BASE:-24440}
+ceiling_port=$base proxy_port=$((base + 1)) gateway_port=$((base + 2))
+upstream_port=$((base + 3)) admin_port=$((base + 4))
+hookgate=${BENCH_HOOKGATE:-$repo/target/release/hookgate}  # another build, to compare
 tools=$repo/bench/tools/target/release/hookgate-bench
 
 pids=()
@@ -80,6 +84,17 @@ install_tools() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# Refuses to start when another program listens on one of the ports.
+check_ports() {
+    local port
+    for port in "$ceiling_port" "$proxy_port" "$gateway_port" "$upstream_port" "$admin_port"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "127.0.0.1:$port is in use; choose other ports with BENCH_PORT_BASE" >&2
+            return 1
+        fi
+    done
 }
 
 fixtures() {
@@ -356,6 +371,7 @@ retry = { initial = "1s", max_delay = "5s" }'
 
 main() {
     install_tools
+    check_ports
     rm -rf "$work" && mkdir -p "$work"
     cargo build --release --locked --quiet
     cargo build --release --locked --quiet --manifest-path "$repo/bench/tools/Cargo.toml"
