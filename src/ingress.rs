@@ -8,6 +8,7 @@ mod client_ip;
 mod connection;
 mod encoding;
 mod handler;
+mod json_view;
 mod limit;
 pub mod tls;
 

@@ -71,6 +71,16 @@ impl Route {
         matches!(self.dedup, DedupKey::Json(_)) || self.targets.iter().any(|t| !t.when.is_empty())
     }
 
+    /// Every JSON pointer the route reads in a body: its dedup key's and its filters'.
+    pub fn json_pointers(&self) -> Vec<&str> {
+        let dedup = match &self.dedup {
+            DedupKey::Json(pointer) => Some(pointer.as_str()),
+            _ => None,
+        };
+        let filters = self.targets.iter().flat_map(|t| t.when.pointers());
+        dedup.into_iter().chain(filters).collect()
+    }
+
     /// The upstreams that should receive an event with this (parsed) body.
     pub fn upstreams_for(&self, json: Option<&serde_json::Value>) -> Vec<Arc<str>> {
         self.targets

@@ -12,6 +12,7 @@ use super::answer::{self, Body, Rejection};
 use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
 use super::encoding::{content_encoding, inflate};
+use super::json_view;
 use super::{ClientCert, Ingress};
 use crate::route::{Route, SignatureOver};
 use crate::store::{NewEvent, StoreError, now_ms};
@@ -301,7 +302,8 @@ fn new_event(
     scope: Option<String>,
 ) -> Result<NewEvent, Rejection> {
     let json = if route.needs_json() {
-        Some(serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| Rejection::NotJson)?)
+        let pointers = route.json_pointers();
+        Some(json_view::view(&body, pointers).map_err(|_| Rejection::NotJson)?)
     } else {
         None
     };

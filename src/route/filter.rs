@@ -36,6 +36,11 @@ impl Filter {
         self.conditions.is_empty()
     }
 
+    /// The JSON pointers the conditions read.
+    pub fn pointers(&self) -> impl Iterator<Item = &str> {
+        self.conditions.iter().map(|(pointer, _)| pointer.as_str())
+    }
+
     /// Whether a body matches; a body that is not JSON matches only an empty filter.
     pub fn matches(&self, json: Option<&Value>) -> bool {
         if self.conditions.is_empty() {
