@@ -62,6 +62,8 @@ struct Shared {
     in_flight: Arc<Mutex<HashSet<i64>>>,
     breaker: Mutex<Breaker>,
     metrics: Arc<Metrics>,
+    /// Answered attempts waiting for their record to be committed, at most `concurrency`.
+    recording: Arc<Semaphore>,
 }
 
 impl Scheduler {
@@ -79,6 +81,7 @@ impl Scheduler {
             in_flight: self.in_flight.clone(),
             breaker: Mutex::new(Breaker::new(self.upstream.breaker)),
             metrics: self.metrics.clone(),
+            recording: Arc::new(Semaphore::new(self.upstream.concurrency)),
         });
         let slots = Arc::new(Semaphore::new(self.upstream.concurrency));
         let limiter = self.limiter.clone();
@@ -252,7 +255,7 @@ impl Shared {
     }
 }
 
-/// Sends one attempt, records it, and frees its slot.
+/// Sends one attempt, frees its slot, and records it.
 async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaphorePermit) {
     let upstream = &shared.upstream;
     let number = delivery.attempts + 1;
@@ -278,6 +281,13 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
         tracing::warn!(upstream = %upstream.name, cooldown_ms, "circuit open: attempts held");
     }
 
+    // The upstream's slot is free once it has answered, so the next attempt need not wait
+    // for this one's commit. The delivery stays claimed until its record is on disk, so it
+    // is not fetched again meanwhile.
+    let recording = shared.recording.clone().acquire_owned().await;
+    drop(permit);
+    shared.wakers.wake(&shared.upstream.name);
+
     let record = AttemptRecord {
         delivery_id: delivery.id,
         attempt: number,
@@ -296,7 +306,7 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
     }
 
     shared.lock_in_flight().remove(&delivery.id);
-    drop(permit);
+    drop(recording);
     shared.wakers.wake(&shared.upstream.name);
 }
 

@@ -16,7 +16,7 @@ use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
 use crate::json::JsonError;
 use crate::route::{Route, SignatureOver};
-use crate::store::{NewEvent, now_ms};
+use crate::store::{NewEvent, StoreError, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
 use crate::telemetry::redacted_headers;
 use crate::verify::Incoming;
@@ -305,20 +305,32 @@ async fn store(
             retry_after: BACKLOG_RETRY_AFTER,
         });
     }
-    let upstreams = event.upstreams.clone();
-    let accepted = ingress.store.accept(event).await.map_err(|error| {
+    let (store, backlog, wakers) = (
+        ingress.store.clone(),
+        ingress.backlog.clone(),
+        ingress.wakers.clone(),
+    );
+    // A task of its own: when the sender hangs up while the event is being committed, the
+    // event is stored all the same, and its upstreams must still be told at once rather
+    // than find it at their next idle look at the queue.
+    let stored = tokio::spawn(async move {
+        let upstreams = event.upstreams.clone();
+        let accepted = store.accept(event).await?;
+        if !accepted.duplicate {
+            backlog.add(upstreams.len());
+            for upstream in &upstreams {
+                wakers.wake(upstream);
+            }
+        }
+        Ok(accepted)
+    });
+    let outcome = stored.await.unwrap_or(Err(StoreError::Unavailable));
+    outcome.map_err(|error| {
         tracing::error!(route = %route.name, %error, "event not stored");
         Rejection::Unavailable {
             retry_after: STORE_RETRY_AFTER,
         }
-    })?;
-    if !accepted.duplicate {
-        ingress.backlog.add(upstreams.len());
-        for upstream in &upstreams {
-            ingress.wakers.wake(upstream);
-        }
-    }
-    Ok(accepted)
+    })
 }
 
 fn new_event(

@@ -1,0 +1,107 @@
+//! What the embedded store costs: a group of N events accepted together (WAL with
+//! `synchronous = FULL`, so each commit waits for the disk), and the delivery queue's reads.
+#![allow(
+    missing_docs,
+    reason = "criterion's macros define undocumented public functions"
+)]
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark with a broken setup should stop at once"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hookgate::store::sqlite::SqliteStore;
+use hookgate::store::{NewEvent, Store, now_ms};
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+
+fn event(body: &Bytes) -> NewEvent {
+    let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+    NewEvent {
+        route: "pulse".into(),
+        dedup_key: format!("s:bench-{key}"),
+        window: Duration::from_secs(72 * 3600),
+        received_at: now_ms(),
+        headers: r#"{"content-type":"application/json","user-agent":"bench"}"#.into(),
+        content_type: Some("application/json".into()),
+        body: body.clone(),
+        client_ip: "127.0.0.1".into(),
+        proto: "https",
+        upstreams: vec!["transcripts".into()],
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// N events handed to the writer at once; it commits them together (a few of them may make
+/// a commit of their own when the writer wakes before all are queued).
+fn group_commit(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("the store"));
+    let body = Bytes::from_static(include_bytes!("../fixtures/pulse/success.json"));
+    let rt = runtime();
+
+    let mut group = c.benchmark_group("store/accept");
+    group.sample_size(20);
+    for n in [1usize, 16, 64, 256] {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..n)
+                        .map(|_| {
+                            let (store, event) = (store.clone(), event(&body));
+                            tokio::spawn(async move { store.accept(event).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.expect("joined").expect("accepted");
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One look at the queue as a scheduler makes it: the oldest due deliveries, skipping those
+/// under way.
+fn due(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("the store"));
+    let body = Bytes::from_static(include_bytes!("../fixtures/pulse/success.json"));
+    let rt = runtime();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..10_000)
+            .map(|_| {
+                let (store, event) = (store.clone(), event(&body));
+                tokio::spawn(async move { store.accept(event).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined").expect("accepted");
+        }
+    });
+    let skip: Vec<i64> = (1..=16).collect();
+
+    let mut group = c.benchmark_group("store/due");
+    for limit in [1usize, 16] {
+        group.bench_function(BenchmarkId::from_parameter(limit), |b| {
+            b.iter(|| rt.block_on(store.due("transcripts", now_ms(), limit, &skip)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, group_commit, due);
+criterion_main!(benches);
