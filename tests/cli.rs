@@ -380,3 +380,65 @@ fn sign_gives_a_route_keyed_on_a_header_a_fresh_value_for_it() {
     );
     assert_ne!(delivery(&first), delivery(&second));
 }
+
+#[tokio::test]
+async fn send_adds_the_headers_it_is_given() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let forward = "forward_headers = [\"X-GitHub-Event\"]";
+    let toml = server_toml("")
+        + &upstream_toml("u", &upstream.url("/in"), forward)
+        + "[[routes]]\nname = \"gh\"\npath = \"/hooks/gh\"\nverify = { scheme = \"github\", secrets = [\"s\"] }\n\
+           dedup = { key = \"header:x-github-delivery\" }\nupstreams = [\"u\"]\n";
+    let gw = Running::start(&toml).await;
+    let base = format!("https://localhost:{}", gw.gateway.local_addr().port());
+    let plain = fixture("success.json");
+    let packed = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&plain).unwrap();
+        gz.finish().unwrap()
+    };
+    let packed_path = gw.site.dir.path().join("success.json.gz");
+    std::fs::write(&packed_path, &packed).unwrap();
+
+    let config = gw.site.config_path.clone();
+    let body = packed_path.to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let args = [
+            "send",
+            "--route",
+            "gh",
+            "--url",
+            &base,
+            "-H",
+            "X-GitHub-Event: push",
+            "--header",
+            "Content-Encoding: gzip",
+            &body,
+        ];
+        hookgate(&config, &args)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).starts_with("202"), "{}", text(&out));
+
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+    let received = &upstream.accepted()[0];
+    assert_eq!(received.header("x-github-event"), "push");
+    assert_eq!(
+        received.body, plain,
+        "signed over the gzip bytes, forwarded inflated"
+    );
+
+    let bad = hookgate(
+        &gw.site.config_path,
+        &["send", "--route", "gh", "-H", "no colon", "x"],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("write a header as NAME: VALUE"),
+        "{}",
+        text(&bad)
+    );
+}

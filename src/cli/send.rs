@@ -38,6 +38,23 @@ pub(super) struct SendArgs {
     /// A PEM certificate to trust besides the system roots (default: the configured one).
     #[arg(long)]
     cacert: Option<PathBuf>,
+    /// A header to send as well, such as `X-GitHub-Event: push` or `Content-Encoding: gzip`
+    /// (for a body file that is compressed); repeatable. It replaces a signed header of the
+    /// same name.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = header)]
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A `--header` value, `NAME: VALUE`.
+fn header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: write a header as NAME: VALUE"))?;
+    let name = http::HeaderName::try_from(name.trim())
+        .map_err(|_| format!("{:?} is not a header name", name.trim()))?;
+    let value = http::HeaderValue::try_from(value.trim())
+        .map_err(|_| format!("{:?} is not a header value", value.trim()))?;
+    Ok((name, value))
 }
 
 /// A signed request, ready to print or send.
@@ -146,9 +163,19 @@ pub(super) async fn send(config: &Config, args: &SendArgs) -> CliResult {
     };
     let client = crate::deliver::build_client_with(roots);
 
-    let mut request =
-        http::Request::post(&signed.url).header(http::header::CONTENT_TYPE, &args.content_type);
-    for (name, value) in &signed.credentials.headers {
+    let given = |name: &str| {
+        args.headers
+            .iter()
+            .any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
+    };
+    let mut request = http::Request::post(&signed.url);
+    if !given("content-type") {
+        request = request.header(http::header::CONTENT_TYPE, &args.content_type);
+    }
+    for (name, value) in &args.headers {
+        request = request.header(name, value);
+    }
+    for (name, value) in signed.credentials.headers.iter().filter(|(n, _)| !given(n)) {
         request = request.header(name, value);
     }
     let request = request
