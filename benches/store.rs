@@ -56,22 +56,23 @@ fn group_commit(c: &mut Criterion) {
     for n in [1usize, 16, 64, 256] {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let tasks: Vec<_> = (0..n)
-                        .map(|_| {
-                            let (store, event) = (store.clone(), event(&body));
-                            tokio::spawn(async move { store.accept(event).await })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.expect("joined").expect("accepted");
-                    }
-                })
-            })
+            b.iter(|| rt.block_on(accept_all(&store, &body, n)))
         });
     }
     group.finish();
+}
+
+/// Hands `n` events to the store at once, as `n` requests would, and waits for them all.
+async fn accept_all(store: &Arc<SqliteStore>, body: &Bytes, n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (store, event) = (store.clone(), event(body));
+            tokio::spawn(async move { store.accept(event).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("joined").expect("accepted");
+    }
 }
 
 /// One look at the queue as a scheduler makes it: the oldest due deliveries, skipping those
@@ -81,17 +82,7 @@ fn due(c: &mut Criterion) {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("the store"));
     let body = Bytes::from_static(include_bytes!("../fixtures/pulse/success.json"));
     let rt = runtime();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..10_000)
-            .map(|_| {
-                let (store, event) = (store.clone(), event(&body));
-                tokio::spawn(async move { store.accept(event).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("joined").expect("accepted");
-        }
-    });
+    rt.block_on(accept_all(&store, &body, 10_000));
     let skip: Vec<i64> = (1..=16).collect();
 
     let mut group = c.benchmark_group("store/due");
