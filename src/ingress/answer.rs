@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::json::JsonError;
 use crate::verify::VerifyError;
 
 /// A response body: always complete before it is sent.
@@ -58,6 +59,15 @@ pub enum Rejection {
         /// Seconds after which a retry is sensible.
         retry_after: u64,
     },
+}
+
+impl From<JsonError> for Rejection {
+    fn from(error: JsonError) -> Rejection {
+        match error {
+            JsonError::NotJson | JsonError::ReservedKey => Rejection::NotJson,
+            JsonError::RepeatedKey => Rejection::RepeatedKey,
+        }
+    }
 }
 
 impl Rejection {

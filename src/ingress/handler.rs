@@ -14,7 +14,6 @@ use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
 use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
-use crate::json::JsonError;
 use crate::route::{Route, SignatureOver};
 use crate::store::{NewEvent, StoreError, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
@@ -341,12 +340,7 @@ fn new_event(
     body: Bytes,
     scope: Option<String>,
 ) -> Result<NewEvent, Rejection> {
-    let examined = route
-        .examine(&parts.headers, &body)
-        .map_err(|error| match error {
-            JsonError::NotJson | JsonError::ReservedKey => Rejection::NotJson,
-            JsonError::RepeatedKey => Rejection::RepeatedKey,
-        })?;
+    let examined = route.examine(&parts.headers, &body)?;
     let key = examined.key;
     if key.fell_back {
         tracing::info!(route = %route.name, "dedup value missing, keyed on the body hash");
