@@ -37,9 +37,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
 /// Decodes `data` as a [`Request`] and puts it through one scheme's checks, as ingress
 /// does: the check before the body, the full verification, and the dedup scope.
 pub fn verify_request(data: &[u8]) {
-    let request = Request::decode(data);
-    let routes = request::routes();
-    let route = &routes[usize::from(request.scheme) % routes.len()];
+    let (request, route) = decoded(data);
     let incoming = request.incoming();
     let before_body = crate::verify::Incoming {
         body: &[],
@@ -54,10 +52,16 @@ pub fn verify_request(data: &[u8]) {
 /// Whether `data`, decoded as for [`verify_request`], passes its scheme: true for the seeds,
 /// which are genuine requests.
 pub fn genuine(data: &[u8]) -> bool {
+    let (request, route) = decoded(data);
+    route.verifier.verify(&request.incoming()).is_ok()
+}
+
+/// The request packed in `data`, and the route of the scheme its first byte picks.
+fn decoded(data: &[u8]) -> (Request, &'static Arc<Route>) {
     let request = Request::decode(data);
     let routes = request::routes();
     let route = &routes[usize::from(request.scheme) % routes.len()];
-    route.verifier.verify(&request.incoming()).is_ok()
+    (request, route)
 }
 
 /// Loads `data` as the text of a `gateway.toml`, reading no secret and no file, and
