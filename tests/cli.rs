@@ -392,12 +392,7 @@ async fn send_adds_the_headers_it_is_given() {
     let gw = Running::start(&toml).await;
     let base = format!("https://localhost:{}", gw.gateway.local_addr().port());
     let plain = fixture("success.json");
-    let packed = {
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&plain).unwrap();
-        gz.finish().unwrap()
-    };
+    let packed = gzip(&plain);
     let packed_path = gw.site.dir.path().join("success.json.gz");
     std::fs::write(&packed_path, &packed).unwrap();
 

@@ -200,12 +200,6 @@ async fn github_and_generic_hmac_signatures_are_checked_with_rotated_secrets() {
     assert!(upstream.accepted().iter().all(|r| r.body == body));
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
 #[tokio::test]
 async fn gzip_bodies_verify_over_the_bytes_the_route_names_and_arrive_inflated() {
     let hmac = "{ scheme = \"hmac\", header = \"X-Signature\", secrets = [\"k\"] }";

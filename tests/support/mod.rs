@@ -388,3 +388,11 @@ pub fn run_command(config: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("hookgate runs")
 }
+
+/// `data` compressed as one gzip stream.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
