@@ -5,12 +5,13 @@ mod breaker;
 mod by_upstream;
 mod client;
 mod health;
+mod lane;
 mod pause;
 mod retry;
 mod worker;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -25,10 +26,11 @@ pub use retry::{Decision, Outcome, RetryPolicy, RetryStatuses, parse_retry_after
 use crate::config::units::Rate;
 use governor::DefaultDirectRateLimiter;
 
-use crate::store::Store;
+use crate::store::{Committed, DueDelivery, Store};
 use crate::telemetry::metrics::Metrics;
 use crate::verify::OutboundSigner;
 use by_upstream::ByUpstream;
+use lane::Lane;
 
 /// A validated `[upstreams.NAME]` table.
 #[derive(Debug)]
@@ -67,33 +69,67 @@ pub struct Dispatcher {
     tasks: JoinSet<()>,
 }
 
-/// One upstream's scheduler: how to stop it, and the ids it has attempts under way for,
-/// which outlive a reload so the next scheduler never sends them twice.
+/// One upstream's scheduler: how to stop it, and its lane, which outlives a reload so the
+/// next scheduler never sends a claimed delivery twice.
 #[derive(Debug)]
 struct Running {
     stop: watch::Sender<bool>,
-    in_flight: Arc<Mutex<HashSet<i64>>>,
+    lane: Arc<Lane>,
     /// The outbound limiter, kept across a reload that leaves the rate as it was, so the
     /// old and new schedulers together never pass it.
     limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
 }
 
-/// Tells schedulers that new work is due; cheap to clone, and follows reloads.
+/// Tells schedulers that new work is due, and hands them deliveries as their events are
+/// committed; cheap to clone, and follows reloads.
 #[derive(Debug, Clone, Default)]
-pub struct Wakers(ByUpstream<Notify>);
+pub struct Wakers(ByUpstream<Mailbox>);
+
+/// The way in to one upstream's scheduler: the waker of the scheduler serving it now, and
+/// the upstream's lane.
+#[derive(Debug)]
+struct Mailbox {
+    notify: Notify,
+    lane: Arc<Lane>,
+}
 
 impl Wakers {
-    /// Tells `upstream`'s scheduler that a delivery may be due.
+    /// Tells `upstream`'s scheduler that deliveries may be due in the store.
     pub fn wake(&self, upstream: &str) {
-        if let Some(wake) = self.0.get(upstream) {
-            wake.notify_one();
+        if let Some(mailbox) = self.0.get(upstream) {
+            mailbox.lane.look_now();
+            mailbox.notify.notify_one();
         }
     }
 
-    /// A fresh waker for a new scheduler of `upstream`: a wake meant for it can then never
-    /// be taken by the scheduler it replaces.
-    fn renew(&self, upstream: &Arc<str>) -> Arc<Notify> {
-        self.0.renew(upstream)
+    /// Tells `upstream`'s scheduler that a slot came free.
+    fn nudge(&self, upstream: &str) {
+        if let Some(mailbox) = self.0.get(upstream) {
+            mailbox.notify.notify_one();
+        }
+    }
+
+    /// A fresh mailbox for a new scheduler of `upstream` on `lane`: a wake meant for it can
+    /// then never be taken by the scheduler it replaces.
+    fn renew(&self, upstream: &Arc<str>, lane: Arc<Lane>) -> Arc<Mailbox> {
+        let mailbox = Mailbox {
+            notify: Notify::new(),
+            lane,
+        };
+        self.0.insert(upstream.clone(), mailbox)
+    }
+
+    fn forget(&self, upstream: &str) {
+        self.0.remove(upstream);
+    }
+}
+
+impl Committed for Wakers {
+    fn pending(&self, upstream: &str, delivery: DueDelivery) {
+        if let Some(mailbox) = self.0.get(upstream) {
+            mailbox.lane.hand_over(delivery);
+            mailbox.notify.notify_one();
+        }
     }
 }
 
@@ -120,6 +156,8 @@ impl Dispatcher {
             tasks: JoinSet::new(),
         };
         dispatcher.reload(upstreams);
+        let sink: Arc<dyn Committed> = Arc::new(dispatcher.wakers.clone());
+        dispatcher.store.on_commit(sink);
         dispatcher
     }
 
@@ -132,15 +170,16 @@ impl Dispatcher {
             if !kept {
                 let _ = running.stop.send(true);
                 self.health.forget(name);
+                self.wakers.forget(name);
             }
             kept
         });
         for upstream in upstreams {
-            let (in_flight, limiter) = match self.running.remove(&upstream.name) {
+            let (lane, limiter) = match self.running.remove(&upstream.name) {
                 Some(old) => {
                     let _ = old.stop.send(true);
                     let same_rate = old.limiter.filter(|(rate, _)| Some(*rate) == upstream.rate);
-                    (old.in_flight, same_rate)
+                    (old.lane, same_rate)
                 }
                 None => (Arc::default(), None),
             };
@@ -148,19 +187,20 @@ impl Dispatcher {
                 let rate = upstream.rate?;
                 Some((rate, Arc::new(governor::RateLimiter::direct(rate.quota()))))
             });
-            self.spawn(upstream.clone(), in_flight, limiter);
+            self.spawn(upstream.clone(), lane, limiter);
         }
     }
 
     fn spawn(
         &mut self,
         upstream: Arc<Upstream>,
-        in_flight: Arc<Mutex<HashSet<i64>>>,
+        lane: Arc<Lane>,
         limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
     ) {
         let (stop, stopped) = watch::channel(false);
+        lane.start(upstream.concurrency);
         let scheduler = worker::Scheduler {
-            wake: self.wakers.renew(&upstream.name),
+            mailbox: self.wakers.renew(&upstream.name, lane.clone()),
             wakers: self.wakers.clone(),
             beat: self.health.renew(&upstream.name),
             paused: self.pauses.flag(&upstream.name),
@@ -169,14 +209,13 @@ impl Dispatcher {
             stop: stopped,
             grace: self.grace,
             metrics: self.metrics.clone(),
-            in_flight: in_flight.clone(),
             limiter: limiter.as_ref().map(|(_, l)| l.clone()),
             upstream: upstream.clone(),
         };
         self.tasks.spawn(scheduler.run());
         let running = Running {
             stop,
-            in_flight,
+            lane,
             limiter,
         };
         self.running.insert(upstream.name.clone(), running);

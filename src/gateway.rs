@@ -175,7 +175,7 @@ impl Gateway {
         let backlog = Arc::new(Backlog::new(config.high_water));
         let kib = usize::try_from(config.server.max_inflight_body / 1024).unwrap_or(usize::MAX);
         let body_budget = Arc::new(Semaphore::new(kib.clamp(1, Semaphore::MAX_PERMITS)));
-        let ingress = new_ingress(config, &store, &dispatcher, metrics, backlog, body_budget);
+        let ingress = new_ingress(config, &store, metrics, backlog, body_budget);
         let live = Arc::new(Live::new(ingress, tls));
         tokio::spawn(sweep_limiters(live.clone(), stopped.clone()));
         tokio::spawn(count_backlog(live.clone(), stopped.clone()));
@@ -255,7 +255,6 @@ impl Gateway {
         let ingress = new_ingress(
             config,
             &old.store,
-            &self.dispatcher,
             old.metrics.clone(),
             old.backlog.clone(),
             old.body_budget.clone(),
@@ -305,7 +304,6 @@ fn tls_acceptor(config: &Config) -> Result<Option<ingress::Tls>, StartError> {
 fn new_ingress(
     config: &Config,
     store: &Arc<dyn Store>,
-    dispatcher: &Dispatcher,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
     body_budget: Arc<Semaphore>,
@@ -319,7 +317,6 @@ fn new_ingress(
         ),
         server: config.server.clone(),
         store: store.clone(),
-        wakers: dispatcher.wakers(),
         proto: if config.server.tls.is_some() {
             "https"
         } else {

@@ -23,7 +23,6 @@ pub use limit::Limits;
 pub use tls::{ClientCert, Tls};
 
 use crate::config::Server;
-use crate::deliver::Wakers;
 use crate::route::Router;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
@@ -39,8 +38,6 @@ pub struct Ingress {
     pub server: Server,
     /// Where accepted events go.
     pub store: Arc<dyn Store>,
-    /// Tells delivery schedulers about new work.
-    pub wakers: Wakers,
     /// `https` when the listener terminates TLS.
     pub proto: &'static str,
     /// Where requests are counted.

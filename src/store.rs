@@ -49,6 +49,8 @@ pub struct Accepted {
     pub id: String,
     /// Whether the dedup key was already taken inside the window.
     pub duplicate: bool,
+    /// The new deliveries' ids, one per upstream in the event's order; none for a duplicate.
+    pub deliveries: Vec<i64>,
 }
 
 /// A delivery whose time has come, with what is needed to send it.
@@ -129,7 +131,7 @@ pub struct QueueDepth {
 }
 
 /// A store failure. The caller answers `503`: nothing was half-stored.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database reported an error.
     #[error("store: {0}")]
@@ -139,9 +141,20 @@ pub enum StoreError {
     Unavailable,
 }
 
+/// Told of each new delivery once its event is committed and before its sender is
+/// answered, so the delivery stage can start on it without reading back what was just
+/// written. The store stays the queue's truth: a delivery handed over is pending there too.
+pub trait Committed: Send + Sync + std::fmt::Debug + 'static {
+    /// `delivery`, to `upstream`, is now pending in the store.
+    fn pending(&self, upstream: &str, delivery: DueDelivery);
+}
+
 /// The durable state behind the gateway.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// From now on, tells `sink` of every delivery an accepted event creates.
+    fn on_commit(&self, sink: Arc<dyn Committed>);
+
     /// Claims the dedup key and stores the event with one pending delivery per upstream,
     /// in one durable transaction; returns once it is on disk.
     async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError>;

@@ -40,9 +40,11 @@ impl<T> ByUpstream<T> {
         self.read().get(upstream).cloned()
     }
 
-    /// Sets the value of `upstream`.
-    pub(super) fn insert(&self, upstream: Arc<str>, value: T) {
-        self.write().insert(upstream, Arc::new(value));
+    /// Sets the value of `upstream`, and returns it.
+    pub(super) fn insert(&self, upstream: Arc<str>, value: T) -> Arc<T> {
+        let value = Arc::new(value);
+        self.write().insert(upstream, value.clone());
+        value
     }
 
     /// Forgets `upstream`.

@@ -1,26 +1,25 @@
-//! One upstream's scheduler: fetches due deliveries, sends them within the upstream's
-//! limits, and records each attempt with the retry policy's decision.
+//! One upstream's scheduler: takes fresh deliveries from its lane and due ones from the
+//! store, sends them within the upstream's limits, and records each attempt with the retry
+//! policy's decision.
 
-use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use governor::DefaultDirectRateLimiter;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::breaker::{Breaker, Gate};
 use super::client::{Client, read_head, request};
 use super::health::Beat;
+use super::lane::{IDLE_LOOK, Lane};
 use super::retry::{Decision, Outcome, parse_retry_after};
-use super::{Upstream, Wakers};
+use super::{Mailbox, Upstream, Wakers};
 use crate::store::{AttemptRecord, DueDelivery, Next, Store, now_ms};
 use crate::telemetry::metrics::{Metrics, UpstreamLabel};
 
-/// Longest sleep between looks at the queue when nothing wakes the scheduler.
-const IDLE_LOOK: Duration = Duration::from_secs(30);
 /// Pause after the store failed, before trying again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -28,13 +27,12 @@ pub(super) struct Scheduler {
     pub(super) upstream: Arc<Upstream>,
     pub(super) store: Arc<dyn Store>,
     pub(super) client: Client,
-    pub(super) wake: Arc<Notify>,
+    pub(super) mailbox: Arc<Mailbox>,
     pub(super) wakers: Wakers,
     pub(super) paused: Arc<AtomicBool>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) grace: Duration,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) in_flight: Arc<Mutex<HashSet<i64>>>,
     pub(super) beat: Arc<Beat>,
     pub(super) limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
@@ -59,7 +57,7 @@ struct Shared {
     client: Client,
     /// Wakes whichever scheduler serves the upstream now, this one or its successor.
     wakers: Wakers,
-    in_flight: Arc<Mutex<HashSet<i64>>>,
+    lane: Arc<Lane>,
     breaker: Mutex<Breaker>,
     metrics: Arc<Metrics>,
     /// Answered attempts waiting for their record to be committed, at most `concurrency`.
@@ -78,7 +76,7 @@ impl Scheduler {
             store: self.store.clone(),
             client: self.client.clone(),
             wakers: self.wakers.clone(),
-            in_flight: self.in_flight.clone(),
+            lane: self.mailbox.lane.clone(),
             breaker: Mutex::new(Breaker::new(self.upstream.breaker)),
             metrics: self.metrics.clone(),
             recording: Arc::new(Semaphore::new(self.upstream.concurrency)),
@@ -93,7 +91,7 @@ impl Scheduler {
                 .await;
             while attempts.try_join_next().is_some() {}
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.mailbox.notify.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.stop.changed() => {}
             }
@@ -112,7 +110,8 @@ impl Scheduler {
         }
     }
 
-    /// Starts every due delivery there is room for; returns how long to sleep at most.
+    /// Starts every due delivery there is room for, fresh ones from the lane first; returns
+    /// how long to sleep at most.
     async fn dispatch(
         &self,
         shared: &Arc<Shared>,
@@ -120,6 +119,7 @@ impl Scheduler {
         limiter: Option<&DefaultDirectRateLimiter>,
         attempts: &mut JoinSet<()>,
     ) -> Duration {
+        let lane = &shared.lane;
         loop {
             if super::pause::raised(&self.paused) {
                 // Resuming wakes the scheduler.
@@ -133,32 +133,56 @@ impl Scheduler {
             if let Some(wait) = shared.held_by_breaker() {
                 return wait;
             }
-            let skip = shared.in_flight_ids();
-            let name = &self.upstream.name;
-            let busy = self.beat.busy();
-            let due = self.store.due(name, now_ms(), free, &skip).await;
-            drop(busy);
-            let due = match due {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::warn!(upstream = %name, %error, "cannot read the delivery queue");
-                    return STORE_BACKOFF;
+            let fresh = lane.take_fresh(free);
+            let from_store = fresh.is_empty();
+            let claimed = if from_store {
+                let now = now_ms();
+                if !lane.take_look(now) {
+                    return lane.wait(now);
                 }
+                match self.read_due(shared, free).await {
+                    Some(due) => due,
+                    None => return STORE_BACKOFF,
+                }
+            } else {
+                fresh
             };
-            let full = due.len() == free;
-            // Claimed at once, so a scheduler that replaces this one after a reload never
-            // fetches them too; released again if not started.
-            shared.lock_in_flight().extend(due.iter().map(|d| d.id));
-            let mut queue = due.into_iter();
+            let full = claimed.len() == free;
+            let mut queue = claimed.into_iter();
             let held = self
                 .start_attempts(&mut queue, shared, slots, limiter, attempts)
                 .await;
-            shared.release(queue.map(|d| d.id));
+            lane.give_back(queue.map(|d| d.id));
             if let Some(wait) = held {
                 return wait;
             }
-            if !full {
-                return self.until_next_due(shared).await;
+            if from_store {
+                if full {
+                    // There may be more: read again once there is room.
+                    lane.look_now();
+                } else {
+                    self.until_next_due(shared).await;
+                }
+            }
+        }
+    }
+
+    /// Reads up to `most` due deliveries from the store and claims them; `None` when the
+    /// store cannot be read.
+    async fn read_due(&self, shared: &Shared, most: usize) -> Option<Vec<DueDelivery>> {
+        let skip = shared.lane.claimed_ids();
+        let name = &self.upstream.name;
+        let busy = self.beat.busy();
+        let due = self.store.due(name, now_ms(), most, &skip).await;
+        drop(busy);
+        match due {
+            // Claimed at once, so a scheduler that replaces this one after a reload never
+            // fetches them too; given back if not started.
+            Ok(due) => Some(shared.lane.claim(due)),
+            Err(error) => {
+                tracing::warn!(upstream = %name, %error, "cannot read the delivery queue");
+                shared.lane.look_now();
+                None
             }
         }
     }
@@ -183,18 +207,18 @@ impl Scheduler {
                 Gate::HoldForProbe => Some(IDLE_LOOK),
             };
             if let Some(wait) = hold {
-                shared.release([delivery.id]);
+                shared.lane.give_back([delivery.id]);
                 return Some(wait);
             }
             if let Some(limiter) = limiter {
                 limiter.until_ready().await;
             }
             if *self.stop.borrow() || super::pause::raised(&self.paused) {
-                shared.release([delivery.id]);
+                shared.lane.give_back([delivery.id]);
                 return Some(IDLE_LOOK);
             }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                shared.release([delivery.id]);
+                shared.lane.give_back([delivery.id]);
                 return None;
             };
             attempts.spawn(attempt(shared.clone(), delivery, permit));
@@ -205,38 +229,23 @@ impl Scheduler {
         None
     }
 
-    async fn until_next_due(&self, shared: &Shared) -> Duration {
-        let skip = shared.in_flight_ids();
+    /// Tells the lane when the store's next pending delivery falls due.
+    async fn until_next_due(&self, shared: &Shared) {
+        let skip = shared.lane.claimed_ids();
         let busy = self.beat.busy();
         let next = self.store.next_due(&self.upstream.name, &skip).await;
         drop(busy);
         match next {
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 30_000) as u64),
-            Ok(None) => IDLE_LOOK,
-            Err(_) => STORE_BACKOFF,
+            Ok(Some(at)) => shared.lane.look_by(at),
+            Ok(None) => {}
+            Err(_) => shared
+                .lane
+                .look_by(now_ms() + STORE_BACKOFF.as_millis() as i64),
         }
     }
 }
 
 impl Shared {
-    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-        // The set holds plain ids and no code panics while holding it.
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn release(&self, ids: impl IntoIterator<Item = i64>) {
-        let mut in_flight = self.lock_in_flight();
-        for id in ids {
-            in_flight.remove(&id);
-        }
-    }
-
-    fn in_flight_ids(&self) -> Vec<i64> {
-        self.lock_in_flight().iter().copied().collect()
-    }
-
     fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         // Plain state; no code panics while holding it.
         self.breaker
@@ -286,7 +295,7 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
     // is not fetched again meanwhile.
     let recording = shared.recording.clone().acquire_owned().await;
     drop(permit);
-    shared.wakers.wake(&shared.upstream.name);
+    shared.wakers.nudge(&shared.upstream.name);
 
     let record = AttemptRecord {
         delivery_id: delivery.id,
@@ -298,16 +307,24 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
         response_head: head,
         next,
     };
-    if let Err(error) = shared.store.record(record).await {
-        // The delivery stays pending and is sent again: at least once, never lost.
-        tracing::error!(upstream = %upstream.name, event_id = %delivery.event_id, %error,
-            "cannot record a delivery attempt");
-        tokio::time::sleep(STORE_BACKOFF).await;
+    match shared.store.record(record).await {
+        Ok(()) => {
+            if let Next::RetryAt(at) = next {
+                shared.lane.look_by(at);
+            }
+        }
+        Err(error) => {
+            // The delivery stays pending and is sent again: at least once, never lost.
+            tracing::error!(upstream = %upstream.name, event_id = %delivery.event_id, %error,
+                "cannot record a delivery attempt");
+            tokio::time::sleep(STORE_BACKOFF).await;
+            shared.lane.look_now();
+        }
     }
 
-    shared.lock_in_flight().remove(&delivery.id);
+    shared.lane.finish(delivery.id);
     drop(recording);
-    shared.wakers.wake(&shared.upstream.name);
+    shared.wakers.nudge(&shared.upstream.name);
 }
 
 type Sent = (Outcome, Option<u16>, Option<String>, Vec<u8>);

@@ -15,7 +15,7 @@ use super::client_ip::client_ip;
 use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
 use crate::route::{Route, SignatureOver};
-use crate::store::{NewEvent, StoreError, now_ms};
+use crate::store::{NewEvent, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
 use crate::telemetry::redacted_headers;
 use crate::verify::Incoming;
@@ -291,8 +291,9 @@ fn limited(route: &Route, limiter: &'static str, retry_after: u64) -> Rejection 
     }
 }
 
-/// Stores the event durably, unless the queue is past its high-water mark, and wakes the
-/// upstreams that got a delivery.
+/// Stores the event durably, unless the queue is past its high-water mark. The store hands
+/// the new deliveries to their upstreams itself, so they are sent even when the sender
+/// hangs up while its event is being committed.
 async fn store(
     ingress: &Ingress,
     route: &Route,
@@ -304,26 +305,10 @@ async fn store(
             retry_after: BACKLOG_RETRY_AFTER,
         });
     }
-    let (store, backlog, wakers) = (
-        ingress.store.clone(),
-        ingress.backlog.clone(),
-        ingress.wakers.clone(),
-    );
-    // A task of its own: when the sender hangs up while the event is being committed, the
-    // event is stored all the same, and its upstreams must still be told at once rather
-    // than find it at their next idle look at the queue.
-    let stored = tokio::spawn(async move {
-        let upstreams = event.upstreams.clone();
-        let accepted = store.accept(event).await?;
-        if !accepted.duplicate {
-            backlog.add(upstreams.len());
-            for upstream in &upstreams {
-                wakers.wake(upstream);
-            }
-        }
-        Ok(accepted)
-    });
-    let outcome = stored.await.unwrap_or(Err(StoreError::Unavailable));
+    let outcome = ingress.store.accept(event).await;
+    if let Ok(accepted) = &outcome {
+        ingress.backlog.add(accepted.deliveries.len());
+    }
     outcome.map_err(|error| {
         tracing::error!(route = %route.name, %error, "event not stored");
         Rejection::Unavailable {

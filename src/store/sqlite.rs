@@ -16,7 +16,7 @@ mod replay;
 mod test_support;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -27,8 +27,8 @@ use super::inspect::{
     RetryOne,
 };
 use super::{
-    Accepted, AttemptRecord, DueDelivery, NewEvent, Next, Purged, QueueDepth, Store, StoreError,
-    now_ms,
+    Accepted, AttemptRecord, Committed, DueDelivery, NewEvent, Next, Purged, QueueDepth, Store,
+    StoreError, now_ms,
 };
 
 /// Most requests committed in one transaction.
@@ -41,7 +41,11 @@ const QUEUE: usize = 8 * MAX_BATCH;
 pub struct SqliteStore {
     writer: mpsc::Sender<Pending>,
     reader: Arc<Mutex<Connection>>,
+    sink: Sink,
 }
+
+/// Where the writer hands new deliveries after each commit, once one is set.
+type Sink = Arc<OnceLock<Arc<dyn Committed>>>;
 
 enum Op {
     Accept(NewEvent),
@@ -96,13 +100,16 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", true)?;
 
         let (tx, rx) = mpsc::channel(QUEUE);
+        let sink = Sink::default();
+        let writer_sink = sink.clone();
         std::thread::Builder::new()
             .name("hookgate-store".into())
-            .spawn(move || write_loop(writer, rx))
+            .spawn(move || write_loop(writer, rx, &writer_sink))
             .map_err(|e| StoreError::Database(format!("writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
+            sink,
         })
     }
 
@@ -158,7 +165,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Pending>) {
+fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Pending>, sink: &Sink) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -168,62 +175,110 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        commit(&mut conn, &mut batch);
+        commit(&mut conn, &mut batch, sink.get());
     }
 }
 
 /// Applies and commits one batch, then answers every request in it.
-fn commit(conn: &mut Connection, batch: &mut Vec<Pending>) {
+///
+/// The batch runs as one transaction with no savepoints: a savepoint copies every page it
+/// touches to a statement journal, which was most of the writer's memory traffic. When any
+/// request fails, or the commit does, nothing of the batch is kept, and each request is
+/// applied again in a transaction of its own, so one bad request fails alone.
+fn commit(conn: &mut Connection, batch: &mut Vec<Pending>, sink: Option<&Arc<dyn Committed>>) {
     let now = now_ms();
-    let outcome = conn
-        .transaction()
-        .map_err(StoreError::from)
-        .and_then(|mut tx| {
-            let results: Vec<_> = batch.iter().map(|p| apply(&mut tx, &p.op, now)).collect();
-            tx.commit()?;
-            Ok(results)
-        });
-    match outcome {
+    match apply_together(conn, batch, now) {
         Ok(results) => {
-            for (pending, result) in batch.drain(..).zip(results) {
-                let _ = pending.reply.send(result);
+            for (pending, done) in batch.drain(..).zip(results) {
+                hand_over(sink, &pending.op, &done);
+                let _ = pending.reply.send(Ok(done));
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            log_failure(&error, 1);
+            for pending in batch.drain(..) {
+                let _ = pending.reply.send(Err(error.clone()));
             }
         }
         Err(error) => {
-            tracing::error!(%error, requests = batch.len(), "store commit failed");
+            log_failure(&error, batch.len());
             for pending in batch.drain(..) {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Database(error.to_string())));
+                let outcome = apply_together(conn, std::slice::from_ref(&pending), now)
+                    .map(|mut done| done.remove(0));
+                match &outcome {
+                    Ok(done) => hand_over(sink, &pending.op, done),
+                    Err(error) => log_failure(error, 1),
+                }
+                let _ = pending.reply.send(outcome);
             }
         }
     }
 }
 
-/// Runs one request under its own savepoint, so a failure leaves the batch intact.
-fn apply(tx: &mut Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
-    let sp = tx.savepoint()?;
-    let done = match op {
-        Op::Accept(event) => Done::Accepted(insert_event(&sp, event, now)?),
+/// Tells the sink of the deliveries a committed accept created. It runs on the writer
+/// thread before the sender is answered, so no attempt on a delivery can finish before the
+/// delivery stage hears of it.
+fn hand_over(sink: Option<&Arc<dyn Committed>>, op: &Op, done: &Done) {
+    let (Some(sink), Op::Accept(event), Done::Accepted(accepted)) = (sink, op, done) else {
+        return;
+    };
+    for (upstream, id) in event.upstreams.iter().zip(&accepted.deliveries) {
+        let delivery = DueDelivery {
+            id: *id,
+            event_id: accepted.id.clone(),
+            route: event.route.to_string(),
+            attempts: 0,
+            received_at: event.received_at,
+            body: event.body.clone(),
+            content_type: event.content_type.clone(),
+            client_ip: event.client_ip.clone(),
+            proto: event.proto.to_owned(),
+            headers: event.headers.clone(),
+        };
+        sink.pending(upstream, delivery);
+    }
+}
+
+fn log_failure(error: &StoreError, requests: usize) {
+    tracing::error!(%error, requests, "store commit failed");
+}
+
+/// Applies `batch` in one transaction and commits it; on any error the transaction is
+/// rolled back whole.
+fn apply_together(
+    conn: &mut Connection,
+    batch: &[Pending],
+    now: i64,
+) -> Result<Vec<Done>, StoreError> {
+    let tx = conn.transaction()?;
+    let results = batch
+        .iter()
+        .map(|p| apply(&tx, &p.op, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit()?;
+    Ok(results)
+}
+
+fn apply(tx: &Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
+    Ok(match op {
+        Op::Accept(event) => Done::Accepted(insert_event(tx, event, now)?),
         Op::Record(attempt) => {
-            record_attempt(&sp, attempt, now)?;
+            record_attempt(tx, attempt, now)?;
             Done::Recorded
         }
-        Op::Purge { delivered_before } => Done::Purged(purge(&sp, now, *delivered_before)?),
+        Op::Purge { delivered_before } => Done::Purged(purge(tx, now, *delivered_before)?),
         Op::Ping => {
             // A write that changes nothing still needs the write lock, which is the point.
-            sp.execute("DELETE FROM dedup WHERE 0", [])?;
+            tx.execute("DELETE FROM dedup WHERE 0", [])?;
             Done::Pinged
         }
-        Op::Retry(id) => Done::Retried(replay::retry(&sp, *id, now)?),
-        Op::RetryAll(filter) => Done::RetriedAll(replay::retry_all(&sp, filter, now)?),
+        Op::Retry(id) => Done::Retried(replay::retry(tx, *id, now)?),
+        Op::RetryAll(filter) => Done::RetriedAll(replay::retry_all(tx, filter, now)?),
         Op::Pause { upstream, paused } => {
-            replay::set_paused(&sp, upstream, *paused, now)?;
+            replay::set_paused(tx, upstream, *paused, now)?;
             Done::Recorded
         }
-    };
-    sp.commit()?;
-    Ok(done)
+    })
 }
 
 fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepted, StoreError> {
@@ -238,6 +293,7 @@ fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepte
         return Ok(Accepted {
             id,
             duplicate: true,
+            deliveries: Vec::new(),
         });
     }
 
@@ -267,12 +323,15 @@ fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepte
         "INSERT INTO deliveries (event_id, upstream, state, due_at, created_at, updated_at)
          VALUES (?1, ?2, 'pending', ?3, ?3, ?3)",
     )?;
+    let mut deliveries = Vec::with_capacity(event.upstreams.len());
     for upstream in &event.upstreams {
         delivery.execute(params![id, &**upstream, now])?;
+        deliveries.push(conn.last_insert_rowid());
     }
     Ok(Accepted {
         id,
         duplicate: false,
+        deliveries,
     })
 }
 
@@ -346,6 +405,12 @@ fn record_attempt(conn: &Connection, a: &AttemptRecord, now: i64) -> Result<(), 
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn on_commit(&self, sink: Arc<dyn Committed>) {
+        if self.sink.set(sink).is_err() {
+            tracing::warn!("the store already hands its deliveries to another stage");
+        }
+    }
+
     async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError> {
         match self.submit(Op::Accept(event)).await? {
             Done::Accepted(accepted) => Ok(accepted),
@@ -524,6 +589,108 @@ mod tests {
         assert!(!first.duplicate && again.duplicate);
         assert_eq!(first.id, again.id);
         assert_eq!(store.due("a", now_ms(), 10, &[]).await.unwrap().len(), 1);
+    }
+
+    /// A batch handed to the writer as one: two accepts around an attempt record for a
+    /// delivery that does not exist, which breaks a foreign key.
+    #[test]
+    fn a_failing_request_fails_alone_and_the_rest_of_its_batch_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.db");
+        let mut conn = connect(&path).unwrap();
+        conn.execute_batch(include_str!("schema.sql")).unwrap();
+        let bad = AttemptRecord {
+            delivery_id: 999,
+            attempt: 1,
+            at: now_ms(),
+            status: Some(200),
+            latency_ms: 1,
+            error: None,
+            response_head: Vec::new(),
+            next: Next::Delivered,
+        };
+        let ops = vec![
+            Op::Accept(event("r", "one", Duration::from_secs(60), &["a"])),
+            Op::Record(bad),
+            Op::Accept(event("r", "two", Duration::from_secs(60), &["a"])),
+        ];
+        let mut answers = Vec::new();
+        let mut batch: Vec<Pending> = ops
+            .into_iter()
+            .map(|op| {
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                Pending { op, reply }
+            })
+            .collect();
+        commit(&mut conn, &mut batch, None);
+
+        let outcomes: Vec<_> = answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect();
+        assert!(matches!(outcomes[0], Ok(Done::Accepted(_))));
+        assert!(
+            matches!(&outcomes[1], Err(StoreError::Database(e)) if e.contains("FOREIGN KEY")),
+            "the bad record fails: {:?}",
+            outcomes[1].as_ref().err()
+        );
+        assert!(matches!(outcomes[2], Ok(Done::Accepted(_))));
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM events"), 2);
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries"), 2);
+        assert_eq!(count("SELECT COUNT(*) FROM attempts"), 0);
+    }
+
+    #[derive(Debug, Default)]
+    struct Collect(Mutex<Vec<(String, DueDelivery)>>);
+
+    impl Committed for Collect {
+        fn pending(&self, upstream: &str, delivery: DueDelivery) {
+            self.0.lock().unwrap().push((upstream.to_owned(), delivery));
+        }
+    }
+
+    #[tokio::test]
+    async fn each_new_delivery_is_handed_over_before_its_sender_is_answered() {
+        let (_dir, store) = open();
+        let sink = Arc::new(Collect::default());
+        store.on_commit(sink.clone());
+        let first = store
+            .accept(event("r", "k", Duration::from_secs(60), &["a", "b"]))
+            .await
+            .unwrap();
+        let handed: Vec<_> = sink.0.lock().unwrap().drain(..).collect();
+        assert_eq!(handed.len(), 2, "one per upstream, before accept returned");
+        assert_eq!(
+            handed
+                .iter()
+                .map(|(u, d)| (u.as_str(), d.id))
+                .collect::<Vec<_>>(),
+            vec![("a", first.deliveries[0]), ("b", first.deliveries[1])]
+        );
+        let stored = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        let (_, fresh) = &handed[0];
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (&fresh.event_id, &fresh.body, &fresh.headers, fresh.attempts),
+            (
+                &stored[0].event_id,
+                &stored[0].body,
+                &stored[0].headers,
+                stored[0].attempts
+            )
+        );
+
+        let again = store
+            .accept(event("r", "k", Duration::from_secs(60), &["a", "b"]))
+            .await
+            .unwrap();
+        assert!(again.duplicate && again.deliveries.is_empty());
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "a duplicate hands over nothing"
+        );
     }
 
     #[tokio::test]
