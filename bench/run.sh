@@ -229,10 +229,15 @@ wait_deliveries() {
 # Records one row: mode payload rps p50 p99 delivered/s e2e_p99 peak_rss cpu cpu_per_request extra.
 row() { printf '%-8s %-6s %9s %8s %8s %9s %9s %9s %5s %7s  %s\n' "$@" | tee -a "$work/results.txt"; }
 
+# Writes what earlier runs left in the page cache out to disk, so that their writeback does
+# not compete with the next run's fsyncs.
+settle() { sync; }
+
 nginx_run() {
     local mode=$1 payload=$2 port=$3 conns=$4 cpu0 cpu1 report="" delivered="-" e2e="-"
     local dir=$work/$payload-$mode
     mkdir -p "$dir"
+    settle
     [[ $mode == proxy ]] && start_upstream "$dir/received"
     cpu0=$(cpu_seconds $(family "$nginx_pid"))
     run_wrk "$port" "$work/requests-$payload" "$dir/sent" 0 "$conns" "$duration" wrap
@@ -269,6 +274,7 @@ gateway_run() {
     local mode=$1 payload=$2 list=$3 per_event=$4 conns=$5 rate=$6
     local dir=$work/$payload-$mode cpu0 cpu1 accepted report idle
     rm -rf "$dir" && mkdir -p "$dir"
+    settle
     write_gateway_config "$dir" "$list" ""
     start_upstream "$dir/received"
     start_gateway "$dir"
@@ -318,6 +324,7 @@ backlog_run() {
     say "== backlog: $backlog events while the upstream is down =="
     "$tools" generate --body "$work/short.json" --count "$backlog" --threads "$threads" \
         --secret "$secret" --host 127.0.0.1 --path /hooks/bench --tag backlog --out "$dir/requests"
+    settle
     # Short breaker and retry times, so the drain starts soon after the upstream is back.
     write_gateway_config "$dir" '"one"' \
         'breaker = { cooldown = "1s", max_cooldown = "2s" }
