@@ -11,7 +11,6 @@ CREATE TABLE IF NOT EXISTS events (
     proto        TEXT NOT NULL,
     body         BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_route_time ON events (route, received_at);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
 
 CREATE TABLE IF NOT EXISTS dedup (
@@ -35,7 +34,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_status INTEGER,
     last_error  TEXT
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (upstream, state, due_at);
+-- Only the deliveries still to make are indexed for the queue, and only dead letters for
+-- replaying: a delivery that succeeds leaves both, and the common path writes no entry
+-- it would have to move.
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (upstream, due_at)
+    WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (id) WHERE state = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id);
 
 CREATE TABLE IF NOT EXISTS attempts (
@@ -48,10 +52,14 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_head BLOB NOT NULL,
     PRIMARY KEY (delivery_id, attempt)
 );
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, id);
 
 -- Upstreams an operator paused: they get no new attempts until resumed.
 CREATE TABLE IF NOT EXISTS paused_upstreams (
     upstream  TEXT PRIMARY KEY,
     paused_at INTEGER NOT NULL
 );
+
+-- Indexes of earlier versions, which the queries above no longer need.
+DROP INDEX IF EXISTS events_by_route_time;
+DROP INDEX IF EXISTS deliveries_due;
+DROP INDEX IF EXISTS deliveries_by_state;

@@ -642,6 +642,52 @@ mod tests {
         assert_eq!(count("SELECT COUNT(*) FROM attempts"), 0);
     }
 
+    #[tokio::test]
+    async fn a_database_with_the_earlier_indexes_is_brought_up_to_date_and_keeps_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("earlier.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(include_str!("schema.sql")).unwrap();
+            conn.execute_batch(
+                "DROP INDEX deliveries_pending; DROP INDEX deliveries_dead;
+                 CREATE INDEX events_by_route_time ON events (route, received_at);
+                 CREATE INDEX deliveries_due ON deliveries (upstream, state, due_at);
+                 CREATE INDEX deliveries_by_state ON deliveries (state, id);
+                 INSERT INTO events (id, route, received_at, dedup_key, headers, client_ip,
+                                     proto, body)
+                     VALUES ('e1', 'r', 1, 'k', '{}', '127.0.0.1', 'https', x'7b7d');
+                 INSERT INTO deliveries (event_id, upstream, state, due_at, created_at,
+                                         updated_at)
+                     VALUES ('e1', 'a', 'pending', 1, 1, 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event_id, "e1");
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap();
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            names,
+            [
+                "dedup_expiry",
+                "deliveries_by_event",
+                "deliveries_dead",
+                "deliveries_pending",
+                "events_by_time"
+            ]
+        );
+    }
+
     #[derive(Debug, Default)]
     struct Collect(Mutex<Vec<(String, DueDelivery)>>);
 
