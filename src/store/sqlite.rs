@@ -1,10 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`.
 //!
 //! All writes go through one writer thread that commits whatever has queued up in a single
-//! transaction (group commit), so many concurrent webhooks share one fsync. Each request
-//! in a batch runs under its own savepoint: one bad request fails alone. Replies are sent
-//! only after the commit, so a duplicate that arrives while its first copy is being
-//! committed is answered after the first copy is durable. Reads use their own connection.
+//! transaction (group commit), so many concurrent webhooks share one fsync. When one
+//! request of a batch fails, the batch is applied again a request at a time, so it fails
+//! alone. After the commit the writer hands each new delivery to the delivery stage, then
+//! replies. Replies are sent only after the commit, so a duplicate that arrives while its
+//! first copy is being committed is answered after the first copy is durable. Reads use
+//! their own connection.
 //!
 //! What operators read and change is in [`inspect`] and [`replay`].
 
@@ -157,8 +159,9 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is synced at every commit, so an acknowledged event survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Each request in a batch runs under a savepoint, whose undo pages go to a statement
-    // journal; kept in memory, it costs no temporary file per commit. The WAL is unaffected.
+    // A statement that changes several rows inside a larger transaction keeps its undo pages
+    // in a statement journal; kept in memory, it costs no temporary file. The WAL is
+    // unaffected.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
