@@ -292,20 +292,29 @@ fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepte
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    if let Some((id, _)) = taken.filter(|(_, expires_at)| *expires_at > now) {
-        return Ok(Accepted {
-            id,
-            duplicate: true,
-            deliveries: Vec::new(),
-        });
-    }
+    let expired = match taken {
+        Some((id, expires_at)) if expires_at > now => {
+            return Ok(Accepted {
+                id,
+                duplicate: true,
+                deliveries: Vec::new(),
+            });
+        }
+        Some(_) => true,
+        None => false,
+    };
 
     let id = uuid::Uuid::now_v7().to_string();
     let expires_at = now.saturating_add(event.window.as_millis() as i64);
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO dedup (route, key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![route, event.dedup_key, id, expires_at])?;
+    // A plain insert or update: `INSERT OR REPLACE` would make each statement keep a journal
+    // of the pages it touches, to be able to undo the rows it replaced.
+    let claim = if expired {
+        "UPDATE dedup SET event_id = ?3, expires_at = ?4 WHERE route = ?1 AND key = ?2"
+    } else {
+        "INSERT INTO dedup (route, key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)"
+    };
+    conn.prepare_cached(claim)?
+        .execute(params![route, event.dedup_key, id, expires_at])?;
     conn.prepare_cached(
         "INSERT INTO events (id, route, received_at, dedup_key, headers, content_type,
                              client_ip, proto, body)
@@ -369,8 +378,11 @@ fn purge(conn: &Connection, now: i64, delivered_before: i64) -> Result<Purged, S
 }
 
 fn record_attempt(conn: &Connection, a: &AttemptRecord, now: i64) -> Result<(), StoreError> {
+    // An attempt's number comes from the delivery's count, which this same transaction
+    // moves on, so a number is recorded once; should one come twice, the first record
+    // stands. (`OR REPLACE` would make the statement journal every page it touches.)
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO attempts
+        "INSERT OR IGNORE INTO attempts
              (delivery_id, attempt, at, status, latency_ms, error, response_head)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
