@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::inspect::{
@@ -97,6 +97,8 @@ impl SqliteStore {
         }
         create_private(path)?;
         let writer = connect(path)?;
+        // Room for every statement the writer runs, so none is prepared twice.
+        writer.set_prepared_statement_cache_capacity(32);
         writer.execute_batch(include_str!("schema.sql"))?;
         let reader = connect(path)?;
         reader.pragma_update(None, "query_only", true)?;
@@ -254,19 +256,76 @@ fn apply_together(
     now: i64,
 ) -> Result<Vec<Done>, StoreError> {
     let tx = conn.transaction()?;
+    let mut hot = Hot::prepare(&tx)?;
     let results = batch
         .iter()
-        .map(|p| apply(&tx, &p.op, now))
+        .map(|p| apply(&tx, &mut hot, &p.op, now))
         .collect::<Result<Vec<_>, _>>()?;
+    drop(hot);
     tx.commit()?;
     Ok(results)
 }
 
-fn apply(tx: &Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
+/// The statements of the two requests that make up nearly every batch, accepting an event
+/// and recording an attempt: taken from the statement cache once per batch rather than
+/// once per request.
+struct Hot<'c> {
+    find_key: CachedStatement<'c>,
+    claim_key: CachedStatement<'c>,
+    renew_key: CachedStatement<'c>,
+    insert_event: CachedStatement<'c>,
+    insert_delivery: CachedStatement<'c>,
+    insert_attempt: CachedStatement<'c>,
+    update_delivery: CachedStatement<'c>,
+}
+
+impl<'c> Hot<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Hot<'c>> {
+        Ok(Hot {
+            find_key: conn.prepare_cached(
+                "SELECT event_id, expires_at FROM dedup WHERE route = ?1 AND key = ?2",
+            )?,
+            // A plain insert, or an update of an expired key: `INSERT OR REPLACE` would make
+            // the statement keep a journal of the pages it touches, to undo what it replaced.
+            claim_key: conn.prepare_cached(
+                "INSERT INTO dedup (route, key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            renew_key: conn.prepare_cached(
+                "UPDATE dedup SET event_id = ?3, expires_at = ?4 WHERE route = ?1 AND key = ?2",
+            )?,
+            insert_event: conn.prepare_cached(
+                "INSERT INTO events (id, route, received_at, dedup_key, headers, content_type,
+                                     client_ip, proto, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            insert_delivery: conn.prepare_cached(
+                "INSERT INTO deliveries (event_id, upstream, state, due_at, created_at,
+                                         updated_at)
+                 VALUES (?1, ?2, 'pending', ?3, ?3, ?3)",
+            )?,
+            // An attempt's number comes from the delivery's count, which the same
+            // transaction moves on, so a number is recorded once; should one come twice, the
+            // first record stands (`OR REPLACE` would journal the statement's pages).
+            insert_attempt: conn.prepare_cached(
+                "INSERT OR IGNORE INTO attempts
+                     (delivery_id, attempt, at, status, latency_ms, error, response_head)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            update_delivery: conn.prepare_cached(
+                "UPDATE deliveries
+                 SET state = ?2, attempts = ?3, due_at = ?4, updated_at = ?5, last_status = ?6,
+                     last_error = ?7
+                 WHERE id = ?1",
+            )?,
+        })
+    }
+}
+
+fn apply(tx: &Transaction, hot: &mut Hot, op: &Op, now: i64) -> Result<Done, StoreError> {
     Ok(match op {
-        Op::Accept(event) => Done::Accepted(insert_event(tx, event, now)?),
+        Op::Accept(event) => Done::Accepted(insert_event(hot, event, now)?),
         Op::Record(attempt) => {
-            record_attempt(tx, attempt, now)?;
+            record_attempt(hot, attempt, now)?;
             Done::Recorded
         }
         Op::Purge { delivered_before } => Done::Purged(purge(tx, now, *delivered_before)?),
@@ -284,15 +343,15 @@ fn apply(tx: &Transaction, op: &Op, now: i64) -> Result<Done, StoreError> {
     })
 }
 
-fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepted, StoreError> {
+fn insert_event(hot: &mut Hot, event: &NewEvent, now: i64) -> Result<Accepted, StoreError> {
     let route = &*event.route;
-    let taken: Option<(String, i64)> = conn
-        .prepare_cached("SELECT event_id, expires_at FROM dedup WHERE route = ?1 AND key = ?2")?
+    let taken: Option<(String, i64)> = hot
+        .find_key
         .query_row(params![route, event.dedup_key], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let expired = match taken {
+    let claim = match taken {
         Some((id, expires_at)) if expires_at > now => {
             return Ok(Accepted {
                 id,
@@ -300,27 +359,13 @@ fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepte
                 deliveries: Vec::new(),
             });
         }
-        Some(_) => true,
-        None => false,
+        Some(_) => &mut hot.renew_key,
+        None => &mut hot.claim_key,
     };
-
     let id = uuid::Uuid::now_v7().to_string();
     let expires_at = now.saturating_add(event.window.as_millis() as i64);
-    // A plain insert or update: `INSERT OR REPLACE` would make each statement keep a journal
-    // of the pages it touches, to be able to undo the rows it replaced.
-    let claim = if expired {
-        "UPDATE dedup SET event_id = ?3, expires_at = ?4 WHERE route = ?1 AND key = ?2"
-    } else {
-        "INSERT INTO dedup (route, key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)"
-    };
-    conn.prepare_cached(claim)?
-        .execute(params![route, event.dedup_key, id, expires_at])?;
-    conn.prepare_cached(
-        "INSERT INTO events (id, route, received_at, dedup_key, headers, content_type,
-                             client_ip, proto, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
+    claim.execute(params![route, event.dedup_key, id, expires_at])?;
+    hot.insert_event.execute(params![
         id,
         route,
         event.received_at,
@@ -331,14 +376,9 @@ fn insert_event(conn: &Connection, event: &NewEvent, now: i64) -> Result<Accepte
         event.proto,
         &event.body[..],
     ])?;
-    let mut delivery = conn.prepare_cached(
-        "INSERT INTO deliveries (event_id, upstream, state, due_at, created_at, updated_at)
-         VALUES (?1, ?2, 'pending', ?3, ?3, ?3)",
-    )?;
     let mut deliveries = Vec::with_capacity(event.upstreams.len());
     for upstream in &event.upstreams {
-        delivery.execute(params![id, &**upstream, now])?;
-        deliveries.push(conn.last_insert_rowid());
+        deliveries.push(hot.insert_delivery.insert(params![id, &**upstream, now])?);
     }
     Ok(Accepted {
         id,
@@ -377,16 +417,8 @@ fn purge(conn: &Connection, now: i64, delivered_before: i64) -> Result<Purged, S
     })
 }
 
-fn record_attempt(conn: &Connection, a: &AttemptRecord, now: i64) -> Result<(), StoreError> {
-    // An attempt's number comes from the delivery's count, which this same transaction
-    // moves on, so a number is recorded once; should one come twice, the first record
-    // stands. (`OR REPLACE` would make the statement journal every page it touches.)
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO attempts
-             (delivery_id, attempt, at, status, latency_ms, error, response_head)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+fn record_attempt(hot: &mut Hot, a: &AttemptRecord, now: i64) -> Result<(), StoreError> {
+    hot.insert_attempt.execute(params![
         a.delivery_id,
         a.attempt,
         a.at,
@@ -400,13 +432,7 @@ fn record_attempt(conn: &Connection, a: &AttemptRecord, now: i64) -> Result<(), 
         Next::RetryAt(at) => ("pending", at),
         Next::Dead => ("dead", now),
     };
-    conn.prepare_cached(
-        "UPDATE deliveries
-         SET state = ?2, attempts = ?3, due_at = ?4, updated_at = ?5, last_status = ?6,
-             last_error = ?7
-         WHERE id = ?1",
-    )?
-    .execute(params![
+    hot.update_delivery.execute(params![
         a.delivery_id,
         state,
         a.attempt,
