@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub use breaker::BreakerPolicy;
@@ -78,6 +78,9 @@ struct Running {
     /// The outbound limiter, kept across a reload that leaves the rate as it was, so the
     /// old and new schedulers together never pass it.
     limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
+    /// The slots for attempts in flight, kept across a reload that leaves `concurrency` as
+    /// it was, so attempts the old scheduler still has under way count against the new one.
+    slots: (usize, Arc<Semaphore>),
 }
 
 /// Tells schedulers that new work is due, and hands them deliveries as their events are
@@ -171,23 +174,29 @@ impl Dispatcher {
                 let _ = running.stop.send(true);
                 self.health.forget(name);
                 self.wakers.forget(name);
+                self.pauses.forget(name);
             }
             kept
         });
         for upstream in upstreams {
-            let (lane, limiter) = match self.running.remove(&upstream.name) {
+            let (lane, limiter, slots) = match self.running.remove(&upstream.name) {
                 Some(old) => {
                     let _ = old.stop.send(true);
                     let same_rate = old.limiter.filter(|(rate, _)| Some(*rate) == upstream.rate);
-                    (old.lane, same_rate)
+                    let same_slots = Some(old.slots).filter(|(n, _)| *n == upstream.concurrency);
+                    (old.lane, same_rate, same_slots)
                 }
-                None => (Arc::default(), None),
+                None => (Arc::default(), None, None),
             };
             let limiter = limiter.or_else(|| {
                 let rate = upstream.rate?;
                 Some((rate, Arc::new(governor::RateLimiter::direct(rate.quota()))))
             });
-            self.spawn(upstream.clone(), lane, limiter);
+            let slots = slots.unwrap_or_else(|| {
+                let n = upstream.concurrency;
+                (n, Arc::new(Semaphore::new(n)))
+            });
+            self.spawn(upstream.clone(), lane, limiter, slots);
         }
     }
 
@@ -196,6 +205,7 @@ impl Dispatcher {
         upstream: Arc<Upstream>,
         lane: Arc<Lane>,
         limiter: Option<(Rate, Arc<DefaultDirectRateLimiter>)>,
+        slots: (usize, Arc<Semaphore>),
     ) {
         let (stop, stopped) = watch::channel(false);
         lane.start(upstream.concurrency);
@@ -210,6 +220,7 @@ impl Dispatcher {
             grace: self.grace,
             metrics: self.metrics.clone(),
             limiter: limiter.as_ref().map(|(_, l)| l.clone()),
+            slots: slots.1.clone(),
             upstream: upstream.clone(),
         };
         self.tasks.spawn(scheduler.run());
@@ -217,6 +228,7 @@ impl Dispatcher {
             stop,
             lane,
             limiter,
+            slots,
         };
         self.running.insert(upstream.name.clone(), running);
         while self.tasks.try_join_next().is_some() {}

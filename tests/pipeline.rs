@@ -468,3 +468,44 @@ async fn when_the_store_cannot_write_the_sender_gets_503_and_nothing_is_half_sto
     assert_eq!(count(&gw.site.db_path(), "SELECT COUNT(*) FROM events"), 1);
     assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
 }
+
+#[tokio::test]
+async fn a_delivery_held_past_max_age_becomes_a_dead_letter_without_being_sent() {
+    let failing = SampleUpstream::start(Behaviour::Always(http::StatusCode::SERVICE_UNAVAILABLE))
+        .await
+        .unwrap();
+    let toml = server_toml("")
+        + &format!(
+            "[upstreams.u]\nurl = \"{}\"\nretry = {{ initial = \"50ms\", max_delay = \"100ms\", max_age = \"1s\" }}\nbreaker = {{ failures = 1, cooldown = \"2s\" }}\n",
+            failing.url("/")
+        )
+        + &pulse_route("[\"u\"]");
+    let gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    assert_eq!(
+        client
+            .post(&url, &[], br#"{"request_id":"a1"}"#)
+            .await
+            .status,
+        202
+    );
+    assert!(eventually(Duration::from_secs(5), || failing.received().len() == 1).await);
+    // The first answer opened the breaker for two seconds; this one waits behind it.
+    assert_eq!(
+        client
+            .post(&url, &[], br#"{"request_id":"a2"}"#)
+            .await
+            .status,
+        202
+    );
+
+    let db = gw.site.db_path();
+    let dead = "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'";
+    assert!(eventually(Duration::from_secs(8), || count(&db, dead) == 2).await);
+    let unsent =
+        "SELECT COUNT(*) FROM attempts WHERE status IS NULL AND error LIKE 'not sent: max_age%'";
+    assert_eq!(count(&db, unsent), 2, "both were held past max_age");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failing.received().len(), 1, "nothing was sent past max_age");
+}

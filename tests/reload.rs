@@ -374,3 +374,137 @@ async fn a_request_read_across_a_reload_that_removes_its_upstream_is_warned_abou
     assert!(eventually(Duration::from_secs(10), || u.accepted().len() == 1).await);
     assert!(v.received().is_empty());
 }
+
+#[tokio::test]
+async fn an_attempt_cut_off_by_a_reload_is_sent_again_by_the_next_scheduler() {
+    let hanging = SampleUpstream::start(Behaviour::Slow(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let healthy = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let upstream = |url: String| format!("[upstreams.u]\nurl = \"{url}\"\ntimeout = \"50s\"\n");
+    let before = server_toml("") + &upstream(hanging.url("/")) + &pulse_route("[\"u\"]");
+    let mut gw = Running::start(&before).await;
+    let client = gw.site.client();
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let answer = client.post(&url, &[], br#"{"request_id":"cut"}"#).await;
+    assert_eq!(answer.status, 202);
+    // The attempt is under way at the hanging upstream when the reload points `u` elsewhere.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server_toml("") + &upstream(healthy.url("/")) + &pulse_route("[\"u\"]");
+    gw.gateway
+        .reload(&config_with(&gw.site, &after))
+        .await
+        .unwrap();
+
+    // The old scheduler gives its attempt ten seconds, then cuts it off; the delivery it
+    // held is given back and sent by the new scheduler.
+    assert!(
+        eventually(Duration::from_secs(25), || healthy.accepted().len() == 1).await,
+        "the cut-off delivery was never sent again"
+    );
+    let db = gw.site.db_path();
+    let delivered = "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'";
+    assert!(eventually(Duration::from_secs(5), || count(&db, delivered) == 1).await);
+}
+
+#[tokio::test]
+async fn dead_letters_of_an_upstream_removed_by_a_reload_cannot_be_replayed() {
+    use support::admin::{ADMIN_TOKEN, admin_call, admin_ok, admin_toml, admin_until, len};
+
+    let good = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let refusing = SampleUpstream::start(Behaviour::Always(http::StatusCode::BAD_REQUEST))
+        .await
+        .unwrap();
+    let toml = |with_bad: bool| {
+        let mut toml = server_toml("") + &admin_toml("127.0.0.1:0");
+        toml += &upstream_toml("good", &good.url("/"), "");
+        if with_bad {
+            toml += &upstream_toml("bad", &refusing.url("/"), "");
+            toml + &pulse_route("[\"good\", \"bad\"]")
+        } else {
+            toml + &pulse_route("[\"good\"]")
+        }
+    };
+    let mut gw = Running::start(&toml(true)).await;
+    let admin = gw.gateway.admin_addr().unwrap();
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let answer = gw
+        .site
+        .client()
+        .post(&url, &[], br#"{"request_id":"d1"}"#)
+        .await;
+    assert_eq!(answer.status, 202);
+    let dead = admin_until(admin, "/api/deliveries?state=dead", |v| {
+        len(v, "deliveries") == 1
+    })
+    .await;
+    let id = dead["deliveries"][0]["id"].as_i64().unwrap();
+
+    gw.gateway
+        .reload(&config_with(&gw.site, &toml(false)))
+        .await
+        .unwrap();
+    let one = admin_call(
+        admin,
+        "POST",
+        &format!("/api/deliveries/{id}/retry"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(one.status, 409, "{:?}", one.body);
+    let all = admin_ok(admin, "POST", "/api/deliveries/retry?state=dead").await;
+    assert_eq!(all["retried"], 0);
+    let paused = admin_call(admin, "POST", "/api/upstreams/bad/pause", Some(ADMIN_TOKEN)).await;
+    assert_eq!(paused.status, 404, "{:?}", paused.body);
+    let db = gw.site.db_path();
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn attempts_still_under_way_at_a_reload_count_against_the_new_scheduler_s_concurrency() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // An upstream that takes every connection and never answers: each attempt in flight
+    // holds a connection of its own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let toml = server_toml("")
+        + &format!("[upstreams.u]\nurl = \"http://{addr}/\"\ntimeout = \"50s\"\nconcurrency = 1\n")
+        + &pulse_route("[\"u\"]");
+    let mut gw = Running::start(&toml).await;
+    let client = gw.site.client();
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    for id in ["c1", "c2"] {
+        let body = format!("{{\"request_id\":\"{id}\"}}");
+        assert_eq!(client.post(&url, &[], body.as_bytes()).await.status, 202);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || connections
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    let config = Config::load(&gw.site.config_path).unwrap();
+    for _ in 0..3 {
+        gw.gateway.reload(&config).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "with concurrency = 1, the second event waits for the first attempt"
+    );
+    silent.abort();
+}

@@ -77,6 +77,17 @@ impl Breaker {
         }
     }
 
+    /// Hands back a probe that [`Breaker::gate`] gave out but that was not made: the next
+    /// attempt may probe at once.
+    pub(super) fn unprobe(&mut self, now: Instant) {
+        if let State::Probing { cooldown } = self.state {
+            self.state = State::Open {
+                until: now,
+                cooldown,
+            };
+        }
+    }
+
     /// What [`Breaker::gate`] would answer at `now`, without taking the probe.
     pub(super) fn peek(&self, now: Instant) -> Gate {
         match self.state {
@@ -172,6 +183,27 @@ mod tests {
         assert_eq!(b.gate(later), Gate::HoldForProbe);
         b.record(true, later);
         assert_eq!(b.gate(later), Gate::Pass);
+    }
+
+    #[test]
+    fn a_probe_handed_back_unmade_goes_to_the_next_attempt() {
+        let (mut b, t) = (breaker(), Instant::now());
+        for _ in 0..3 {
+            b.record(false, t);
+        }
+        let later = t + Duration::from_secs(10);
+        assert_eq!(b.gate(later), Gate::Probe);
+        assert_eq!(b.gate(later), Gate::HoldForProbe);
+        b.unprobe(later);
+        assert_eq!(
+            b.gate(later),
+            Gate::Probe,
+            "not held for a probe that never ran"
+        );
+        b.unprobe(later);
+        b.record(true, later);
+        b.unprobe(later);
+        assert_eq!(b.gate(later), Gate::Pass, "a closed breaker stays closed");
     }
 
     #[test]

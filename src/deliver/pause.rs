@@ -49,6 +49,11 @@ impl Pauses {
             .is_some_and(|flag| flag.load(Ordering::Acquire))
     }
 
+    /// Forgets an upstream the configuration no longer names.
+    pub(super) fn forget(&self, upstream: &str) {
+        self.0.remove(upstream);
+    }
+
     /// The flag a scheduler of `upstream` reads, created lowered when it has none.
     pub(super) fn flag(&self, upstream: &Arc<str>) -> Arc<AtomicBool> {
         self.0.get_or_default(upstream)

@@ -35,6 +35,9 @@ pub(super) struct Scheduler {
     pub(super) metrics: Arc<Metrics>,
     pub(super) beat: Arc<Beat>,
     pub(super) limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// One permit per attempt in flight, shared with the scheduler this one replaced when
+    /// `concurrency` did not change.
+    pub(super) slots: Arc<Semaphore>,
 }
 
 struct UnexpectedEnd {
@@ -81,7 +84,7 @@ impl Scheduler {
             metrics: self.metrics.clone(),
             recording: Arc::new(Semaphore::new(self.upstream.concurrency)),
         });
-        let slots = Arc::new(Semaphore::new(self.upstream.concurrency));
+        let slots = self.slots.clone();
         let limiter = self.limiter.clone();
         let mut attempts = JoinSet::new();
 
@@ -198,6 +201,15 @@ impl Scheduler {
         attempts: &mut JoinSet<()>,
     ) -> Option<Duration> {
         for delivery in queue.by_ref() {
+            if let Some(limiter) = limiter {
+                limiter.until_ready().await;
+            }
+            if *self.stop.borrow() || super::pause::raised(&self.paused) {
+                shared.lane.give_back([delivery.id]);
+                return Some(IDLE_LOOK);
+            }
+            // The breaker is asked last, once nothing else can hold the attempt back: a
+            // probe it hands out must be made.
             let now = Instant::now();
             let gate = shared.lock_breaker().gate(now);
             let hold = match gate {
@@ -210,19 +222,16 @@ impl Scheduler {
                 shared.lane.give_back([delivery.id]);
                 return Some(wait);
             }
-            if let Some(limiter) = limiter {
-                limiter.until_ready().await;
-            }
-            if *self.stop.borrow() || super::pause::raised(&self.paused) {
-                shared.lane.give_back([delivery.id]);
-                return Some(IDLE_LOOK);
-            }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
+                if gate == Gate::Probe {
+                    shared.lock_breaker().unprobe(Instant::now());
+                }
                 shared.lane.give_back([delivery.id]);
                 return None;
             };
-            attempts.spawn(attempt(shared.clone(), delivery, permit));
-            if gate == Gate::Probe {
+            let probe = gate == Gate::Probe;
+            attempts.spawn(attempt(shared.clone(), delivery, permit, probe));
+            if probe {
                 return Some(IDLE_LOOK);
             }
         }
@@ -264,31 +273,83 @@ impl Shared {
     }
 }
 
-/// Sends one attempt, frees its slot, and records it.
-async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaphorePermit) {
+/// A delivery claimed by an attempt task. Dropped before it is settled, as when a stopping
+/// scheduler cuts off its attempts, it gives the delivery back, to be sent again.
+struct Claim<'a> {
+    shared: &'a Shared,
+    id: i64,
+    settled: bool,
+}
+
+impl Claim<'_> {
+    /// The attempt's record is settled: the delivery is no longer claimed.
+    fn settle(mut self) {
+        self.settled = true;
+        self.shared.lane.finish(self.id);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.shared.lane.give_back([self.id]);
+            self.shared.wakers.nudge(&self.shared.upstream.name);
+        }
+    }
+}
+
+/// What one attempt came to.
+struct Tried {
+    next: Next,
+    status: Option<u16>,
+    latency_ms: i64,
+    error: Option<String>,
+    head: Vec<u8>,
+}
+
+/// Sends one attempt, frees its slot, and records it. A `probe` is the one attempt an open
+/// breaker lets through.
+async fn attempt(
+    shared: Arc<Shared>,
+    delivery: DueDelivery,
+    permit: OwnedSemaphorePermit,
+    probe: bool,
+) {
+    let claim = Claim {
+        shared: &shared,
+        id: delivery.id,
+        settled: false,
+    };
     let upstream = &shared.upstream;
     let number = delivery.attempts + 1;
     let started_at = now_ms();
-    let started = Instant::now();
-
-    let (outcome, status, error, head) = send(&shared, &delivery, number).await;
-    let latency_ms = started.elapsed().as_millis() as i64;
     let age = Duration::from_millis((started_at - delivery.received_at).max(0) as u64);
-    let decision = upstream
-        .retry
-        .decide(outcome, number, age, rand::random::<f64>());
-    let next = log_decision(
-        upstream, &delivery, number, status, latency_ms, &error, decision,
-    );
-    count_attempt(&shared.metrics, upstream, &delivery, latency_ms, next);
-    let healthy = match outcome {
-        Outcome::NoAnswer => false,
-        Outcome::Status { code, .. } => !upstream.retry.statuses.retries(code),
+    let tried = if age > upstream.retry.max_age {
+        // Held past its age (an open breaker, a pause, a backlog): no attempt is made, and a
+        // probe goes to the next delivery instead.
+        if probe {
+            shared.lock_breaker().unprobe(Instant::now());
+        }
+        let error = Some("not sent: max_age reached before this attempt".to_owned());
+        let decision = Decision::GiveUp("max_age reached");
+        let next = log_decision(upstream, &delivery, number, None, 0, &error, decision);
+        Tried {
+            next,
+            status: None,
+            latency_ms: 0,
+            error,
+            head: Vec::new(),
+        }
+    } else {
+        send_and_decide(&shared, &delivery, number, age).await
     };
-    if let Some(cooldown) = shared.lock_breaker().record(healthy, Instant::now()) {
-        let cooldown_ms = cooldown.as_millis() as u64;
-        tracing::warn!(upstream = %upstream.name, cooldown_ms, "circuit open: attempts held");
-    }
+    count_attempt(
+        &shared.metrics,
+        upstream,
+        &delivery,
+        tried.latency_ms,
+        tried.next,
+    );
 
     // The upstream's slot is free once it has answered, so the next attempt need not wait
     // for this one's commit. The delivery stays claimed until its record is on disk, so it
@@ -297,14 +358,15 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
     drop(permit);
     shared.wakers.nudge(&shared.upstream.name);
 
+    let next = tried.next;
     let record = AttemptRecord {
         delivery_id: delivery.id,
         attempt: number,
         at: started_at,
-        status,
-        latency_ms,
-        error,
-        response_head: head,
+        status: tried.status,
+        latency_ms: tried.latency_ms,
+        error: tried.error,
+        response_head: tried.head,
         next,
     };
     match shared.store.record(record).await {
@@ -322,9 +384,43 @@ async fn attempt(shared: Arc<Shared>, delivery: DueDelivery, permit: OwnedSemaph
         }
     }
 
-    shared.lane.finish(delivery.id);
+    claim.settle();
     drop(recording);
     shared.wakers.nudge(&shared.upstream.name);
+}
+
+/// Sends the request, asks the retry policy what comes next, and tells the breaker.
+async fn send_and_decide(
+    shared: &Shared,
+    delivery: &DueDelivery,
+    number: u32,
+    age: Duration,
+) -> Tried {
+    let upstream = &shared.upstream;
+    let started = Instant::now();
+    let (outcome, status, error, head) = send(shared, delivery, number).await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let decision = upstream
+        .retry
+        .decide(outcome, number, age, rand::random::<f64>());
+    let next = log_decision(
+        upstream, delivery, number, status, latency_ms, &error, decision,
+    );
+    let healthy = match outcome {
+        Outcome::NoAnswer => false,
+        Outcome::Status { code, .. } => !upstream.retry.statuses.retries(code),
+    };
+    if let Some(cooldown) = shared.lock_breaker().record(healthy, Instant::now()) {
+        let cooldown_ms = cooldown.as_millis() as u64;
+        tracing::warn!(upstream = %upstream.name, cooldown_ms, "circuit open: attempts held");
+    }
+    Tried {
+        next,
+        status,
+        latency_ms,
+        error,
+        head,
+    }
 }
 
 type Sent = (Outcome, Option<u16>, Option<String>, Vec<u8>);
