@@ -16,8 +16,6 @@ use crate::store::DueDelivery;
 /// Body bytes held by one lane's fresh deliveries at most; beyond that, deliveries are
 /// left for a read of the stored queue.
 const FRESH_BYTES: usize = 16 * 1024 * 1024;
-/// Fresh deliveries held per attempt slot, so that a burst waits in memory.
-const FRESH_PER_SLOT: usize = 4;
 
 /// Longest time between reads of the stored queue, whatever the lane was told: work that
 /// reaches the store another way (an operator command on the database) is found by then.
@@ -35,7 +33,7 @@ struct State {
     /// Handed over at commit, oldest first; all of them are claimed.
     fresh: VecDeque<DueDelivery>,
     fresh_bytes: usize,
-    /// Fresh deliveries held at most: [`FRESH_PER_SLOT`] per attempt slot.
+    /// Fresh deliveries held at most: the upstream's concurrency.
     capacity: usize,
     /// When the stored queue may next hold a delivery that is due and not claimed
     /// (milliseconds since the Unix epoch); `None` when nothing is known to be there.
@@ -66,11 +64,11 @@ impl Lane {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A scheduler with `slots` attempt slots starts on this lane; it reads the stored queue
-    /// first, since it cannot know what the one before it left there.
-    pub(super) fn start(&self, slots: usize) {
+    /// A scheduler starts on this lane, with room for `capacity` fresh deliveries; it reads
+    /// the stored queue first, since it cannot know what the one before it left there.
+    pub(super) fn start(&self, capacity: usize) {
         let mut state = self.lock();
-        state.capacity = slots.saturating_mul(FRESH_PER_SLOT);
+        state.capacity = capacity;
         state.look_at = Some(0);
     }
 
@@ -87,32 +85,6 @@ impl Lane {
         if state.claimed.insert(delivery.id) {
             state.fresh_bytes += size;
             state.fresh.push_back(delivery);
-        }
-    }
-
-    /// How many more deliveries the lane would hold.
-    pub(super) fn room(&self) -> usize {
-        let state = self.lock();
-        state.capacity.saturating_sub(state.fresh.len())
-    }
-
-    /// Keeps claimed deliveries read from the store, older than any fresh one, ahead of
-    /// them; those past the lane's byte bound are given back.
-    pub(super) fn stash(&self, read: Vec<DueDelivery>) {
-        let mut state = self.lock();
-        let mut kept = Vec::with_capacity(read.len());
-        for delivery in read {
-            let size = delivery.body.len();
-            if state.fresh_bytes + size <= FRESH_BYTES {
-                state.fresh_bytes += size;
-                kept.push(delivery);
-            } else {
-                state.claimed.remove(&delivery.id);
-                state.look_at = Some(0);
-            }
-        }
-        for delivery in kept.into_iter().rev() {
-            state.fresh.push_front(delivery);
         }
     }
 
@@ -240,43 +212,21 @@ mod tests {
     #[test]
     fn what_does_not_fit_is_left_for_a_read_of_the_store() {
         let lane = Lane::default();
-        lane.start(1);
+        lane.start(2);
         let now = 1_000_000;
         assert!(lane.take_look(now));
         assert!(!lane.take_look(now));
-        for id in 1..=FRESH_PER_SLOT as i64 + 1 {
+        for id in 1..=3 {
             lane.hand_over(delivery(id, 1));
         }
-        assert_eq!(lane.claimed_ids().len(), FRESH_PER_SLOT);
-        assert!(lane.take_look(now), "the last one is only in the store");
+        assert_eq!(lane.claimed_ids().len(), 2);
+        assert!(lane.take_look(now), "the third is only in the store");
 
         lane.hand_over(delivery(4, FRESH_BYTES));
         assert!(
             lane.take_look(now),
             "too many bytes are left in the store too"
         );
-    }
-
-    #[test]
-    fn deliveries_read_ahead_from_the_store_go_before_fresh_ones() {
-        let lane = Lane::default();
-        lane.start(1);
-        let now = 1_000_000;
-        assert!(lane.take_look(now));
-        lane.hand_over(delivery(9, 1));
-        assert_eq!(lane.room(), FRESH_PER_SLOT - 1);
-        let read = lane.claim(vec![
-            delivery(1, 1),
-            delivery(2, FRESH_BYTES),
-            delivery(3, 1),
-        ]);
-        lane.stash(read);
-        assert_eq!(ids(&lane.take_fresh(8)), vec![1, 3, 9]);
-        assert!(
-            !lane.claimed_ids().contains(&2),
-            "too big to keep: given back"
-        );
-        assert!(lane.take_look(now), "and read again later");
     }
 
     #[test]

@@ -136,31 +136,21 @@ impl Scheduler {
             if let Some(wait) = shared.held_by_breaker() {
                 return wait;
             }
-            let now = now_ms();
-            let from_store = lane.take_look(now);
-            let mut full = false;
+            let fresh = lane.take_fresh(free);
+            let from_store = fresh.is_empty();
             let claimed = if from_store {
-                // What waits in the store (retries, or deliveries the lane had no room for)
-                // is older than what the lane holds, so it goes first. One read fetches
-                // what the free slots and the lane's room take together, so a backlog is
-                // not read a slot at a time.
-                let most = free + lane.room();
-                let mut due = match self.read_due(shared, most).await {
-                    Some(due) => due,
-                    None => return STORE_BACKOFF,
-                };
-                full = due.len() == most;
-                if due.len() > free {
-                    lane.stash(due.split_off(free));
-                }
-                due
-            } else {
-                let fresh = lane.take_fresh(free);
-                if fresh.is_empty() {
+                let now = now_ms();
+                if !lane.take_look(now) {
                     return lane.wait(now);
                 }
+                match self.read_due(shared, free).await {
+                    Some(due) => due,
+                    None => return STORE_BACKOFF,
+                }
+            } else {
                 fresh
             };
+            let full = claimed.len() == free;
             let mut queue = claimed.into_iter();
             let held = self
                 .start_attempts(&mut queue, shared, slots, limiter, attempts)
