@@ -6,9 +6,13 @@ use http::HeaderMap;
 use tracing_subscriber::EnvFilter;
 
 /// Starts the global subscriber: `RUST_LOG`, else `default_level`; human lines or JSON.
+///
+/// Without `RUST_LOG`, the TLS library logs errors only: its warnings are about what peers
+/// send (an IP address as server name, as some clients do, on every connection), and the
+/// gateway logs failed handshakes itself at `debug`.
 pub fn init(json: bool, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},rustls=error")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

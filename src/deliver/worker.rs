@@ -109,7 +109,9 @@ impl Scheduler {
             .await
             .is_err()
         {
-            tracing::warn!(upstream = %self.upstream.name, left, "attempts cut off at shutdown");
+            tracing::warn!(upstream = %self.upstream.name, left,
+                "attempts cut off as the scheduler stopped (shutdown or reload); \
+                 their deliveries will be sent again");
         }
     }
 
