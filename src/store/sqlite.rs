@@ -100,6 +100,10 @@ impl SqliteStore {
         // Room for every statement the writer runs, so none is prepared twice.
         writer.set_prepared_statement_cache_capacity(32);
         writer.execute_batch(include_str!("schema.sql"))?;
+        // The writer copies the WAL back into the database after the commit that takes it
+        // past this many pages, and the next commits wait for that copy: smaller copies,
+        // more often, hold each commit for less time than SQLite's default of 1,000.
+        writer.pragma_update(None, "wal_autocheckpoint", 250)?;
         let reader = connect(path)?;
         reader.pragma_update(None, "query_only", true)?;
 
