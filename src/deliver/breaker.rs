@@ -149,6 +149,15 @@ mod tests {
         })
     }
 
+    /// A breaker opened at `t` by the run of failures that trips it.
+    fn opened(t: Instant) -> Breaker {
+        let mut b = breaker();
+        for _ in 0..3 {
+            b.record(false, t);
+        }
+        b
+    }
+
     #[test]
     fn opens_after_the_configured_run_of_failures() {
         let (mut b, t) = (breaker(), Instant::now());
@@ -174,10 +183,8 @@ mod tests {
 
     #[test]
     fn after_the_cooldown_one_probe_goes_and_the_rest_wait_for_it() {
-        let (mut b, t) = (breaker(), Instant::now());
-        for _ in 0..3 {
-            b.record(false, t);
-        }
+        let t = Instant::now();
+        let mut b = opened(t);
         let later = t + Duration::from_secs(10);
         assert_eq!(b.gate(later), Gate::Probe);
         assert_eq!(b.gate(later), Gate::HoldForProbe);
@@ -187,10 +194,8 @@ mod tests {
 
     #[test]
     fn a_probe_handed_back_unmade_goes_to_the_next_attempt() {
-        let (mut b, t) = (breaker(), Instant::now());
-        for _ in 0..3 {
-            b.record(false, t);
-        }
+        let t = Instant::now();
+        let mut b = opened(t);
         let later = t + Duration::from_secs(10);
         assert_eq!(b.gate(later), Gate::Probe);
         assert_eq!(b.gate(later), Gate::HoldForProbe);
@@ -208,10 +213,8 @@ mod tests {
 
     #[test]
     fn a_failed_probe_reopens_for_twice_as_long_up_to_the_cap() {
-        let (mut b, t) = (breaker(), Instant::now());
-        for _ in 0..3 {
-            b.record(false, t);
-        }
+        let t = Instant::now();
+        let mut b = opened(t);
         let t1 = t + Duration::from_secs(10);
         assert_eq!(b.gate(t1), Gate::Probe);
         assert_eq!(b.record(false, t1), Some(Duration::from_secs(20)));

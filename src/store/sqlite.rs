@@ -617,7 +617,7 @@ fn id_list(ids: &[i64]) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::test_support::{event, open};
+    use super::test_support::{delivered, event, open};
     use super::*;
 
     #[tokio::test]
@@ -644,19 +644,9 @@ mod tests {
         let path = dir.path().join("batch.db");
         let mut conn = connect(&path).unwrap();
         conn.execute_batch(include_str!("schema.sql")).unwrap();
-        let bad = AttemptRecord {
-            delivery_id: 999,
-            attempt: 1,
-            at: now_ms(),
-            status: Some(200),
-            latency_ms: 1,
-            error: None,
-            response_head: Vec::new(),
-            next: Next::Delivered,
-        };
         let ops = vec![
             Op::Accept(event("r", "one", Duration::from_secs(60), &["a"])),
-            Op::Record(bad),
+            Op::Record(delivered(999)),
             Op::Accept(event("r", "two", Duration::from_secs(60), &["a"])),
         ];
         let mut answers = Vec::new();
@@ -878,17 +868,7 @@ mod tests {
             .await
             .unwrap();
         let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
-        let delivered = AttemptRecord {
-            delivery_id: due[0].id,
-            attempt: 1,
-            at: now_ms(),
-            status: Some(200),
-            latency_ms: 1,
-            error: None,
-            response_head: Vec::new(),
-            next: Next::Delivered,
-        };
-        store.record(delivered).await.unwrap();
+        store.record(delivered(due[0].id)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
 
         let purged = store.purge(now_ms()).await.unwrap();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::SqliteStore;
-use crate::store::{NewEvent, now_ms};
+use crate::store::{AttemptRecord, NewEvent, Next, now_ms};
 
 /// An event on `route` with dedup `key`, kept for `window`, for `upstreams`.
 pub(super) fn event(route: &str, key: &str, window: Duration, upstreams: &[&str]) -> NewEvent {
@@ -28,4 +28,18 @@ pub(super) fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("data/test.db")).expect("store opens");
     (dir, store)
+}
+
+/// A first attempt on `delivery_id` that the upstream acknowledged.
+pub(super) fn delivered(delivery_id: i64) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id,
+        attempt: 1,
+        at: now_ms(),
+        status: Some(200),
+        latency_ms: 1,
+        error: None,
+        response_head: Vec::new(),
+        next: Next::Delivered,
+    }
 }
