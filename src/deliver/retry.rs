@@ -128,10 +128,15 @@ impl RetryPolicy {
         if let Some(asked) = retry_after {
             delay = delay.max(asked.min(self.max_delay));
         }
-        if age.saturating_add(delay) > self.max_age {
+        if self.too_old(age.saturating_add(delay)) {
             return Decision::GiveUp("max_age reached");
         }
         Decision::Retry(delay)
+    }
+
+    /// Whether an event `age` old is past `max_age`: no attempt may start then.
+    pub fn too_old(&self, age: Duration) -> bool {
+        age > self.max_age
     }
 
     /// The backoff bound after attempt `attempt`: `initial * multiplier^(attempt-1)`, capped.

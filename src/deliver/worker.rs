@@ -326,7 +326,7 @@ async fn attempt(
     let number = delivery.attempts + 1;
     let started_at = now_ms();
     let age = Duration::from_millis((started_at - delivery.received_at).max(0) as u64);
-    let tried = if age > upstream.retry.max_age {
+    let tried = if upstream.retry.too_old(age) {
         // Held past its age (an open breaker, a pause, a backlog): no attempt is made, and a
         // probe goes to the next delivery instead.
         if probe {
