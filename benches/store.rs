@@ -11,29 +11,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hookgate::store::sqlite::SqliteStore;
 use hookgate::store::{NewEvent, Store, now_ms};
 
+#[path = "support/events.rs"]
+mod events;
+
 static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 
+/// The next event, with a dedup key of its own.
 fn event(body: &Bytes) -> NewEvent {
     let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
-    NewEvent {
-        route: "pulse".into(),
-        dedup_key: format!("s:bench-{key}"),
-        window: Duration::from_secs(72 * 3600),
-        received_at: now_ms(),
-        headers: r#"{"content-type":"application/json","user-agent":"bench"}"#.into(),
-        content_type: Some("application/json".into()),
-        body: body.clone(),
-        client_ip: "127.0.0.1".into(),
-        proto: "https",
-        upstreams: vec!["transcripts".into()],
-    }
+    events::event(body, format!("s:bench-{key}"))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -48,7 +40,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn group_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("the store"));
-    let body = Bytes::from_static(include_bytes!("../fixtures/pulse/success.json"));
+    let body = events::sample();
     let rt = runtime();
 
     let mut group = c.benchmark_group("store/accept");
@@ -80,7 +72,7 @@ async fn accept_all(store: &Arc<SqliteStore>, body: &Bytes, n: usize) {
 fn due(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("the store"));
-    let body = Bytes::from_static(include_bytes!("../fixtures/pulse/success.json"));
+    let body = events::sample();
     let rt = runtime();
     rt.block_on(accept_all(&store, &body, 10_000));
     let skip: Vec<i64> = (1..=16).collect();

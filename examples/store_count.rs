@@ -14,11 +14,13 @@
 )]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hookgate::store::sqlite::SqliteStore;
 use hookgate::store::{AttemptRecord, NewEvent, Next, Store, now_ms};
+
+#[path = "../benches/support/events.rs"]
+mod events;
 
 /// Events accepted together in each round.
 const GROUP: u64 = 64;
@@ -32,7 +34,7 @@ fn main() {
     let rounds: u64 = rounds.parse().expect("ROUNDS is a number");
     let store = SqliteStore::open(&std::path::Path::new(&dir).join("count.db")).expect("a store");
     let store = Arc::new(store);
-    let body = Bytes::from_static(include_bytes!("../fixtures/pulse/success.json"));
+    let body = events::sample();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -61,18 +63,8 @@ fn main() {
 
 /// An event with a dedup key spread over the key space, as request ids are.
 fn event(body: &Bytes, n: u64) -> NewEvent {
-    NewEvent {
-        route: "pulse".into(),
-        dedup_key: format!("s:{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-        window: Duration::from_secs(3600),
-        received_at: now_ms(),
-        headers: r#"{"content-type":"application/json","user-agent":"count"}"#.into(),
-        content_type: Some("application/json".into()),
-        body: body.clone(),
-        client_ip: "127.0.0.1".into(),
-        proto: "https",
-        upstreams: vec!["transcripts".into()],
-    }
+    let key = format!("s:{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    events::event(body, key)
 }
 
 fn delivered(delivery_id: i64) -> AttemptRecord {
