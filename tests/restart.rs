@@ -31,7 +31,15 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
 
     let mut sent = Vec::new();
     for i in 0..20 {
-        let body = format!("{{\"status\":\"success\",\"request_id\":\"job-{i}\"}}").into_bytes();
+        // Every fifth a long transcript, whose body the store keeps in a file of its own.
+        let text = if i % 5 == 0 {
+            "word ".repeat(40_000)
+        } else {
+            String::new()
+        };
+        let body =
+            format!("{{\"status\":\"success\",\"request_id\":\"job-{i}\",\"text\":\"{text}\"}}")
+                .into_bytes();
         let answer = client
             .post(&url, &[("content-type", "application/json")], &body)
             .await;
@@ -39,6 +47,9 @@ async fn pending_deliveries_survive_kill_9_and_complete_after_restart() {
         sent.push(body);
     }
     drop(gateway); // SIGKILL, mid-flight for the scheduler
+    let folder = format!("{}-bodies", site.db_path().display());
+    let files = std::fs::read_dir(&folder).unwrap().count();
+    assert_eq!(files, 4, "each long body is in a file of its own");
 
     let upstream = SampleUpstream::start_on(
         format!("127.0.0.1:{port}").parse().unwrap(),

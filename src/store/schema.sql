@@ -9,7 +9,10 @@ CREATE TABLE IF NOT EXISTS events (
     content_type TEXT,
     client_ip    TEXT NOT NULL,
     proto        TEXT NOT NULL,
-    body         BLOB NOT NULL
+    -- The body, or nothing when it is kept in a file of its own (`body_file` is set).
+    body         BLOB NOT NULL,
+    -- The size of a body kept in `<database>-bodies/<id>`; NULL when it is in `body`.
+    body_file    INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
 

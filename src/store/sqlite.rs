@@ -8,8 +8,10 @@
 //! first copy is being committed is answered after the first copy is durable. Reads use
 //! their own connection.
 //!
-//! What operators read and change is in [`inspect`] and [`replay`].
+//! Bodies of [`bodies::IN_FILE_FROM`] bytes or more are kept in files of their own
+//! ([`bodies`]). What operators read and change is in [`inspect`] and [`replay`].
 
+mod bodies;
 mod inspect;
 #[cfg(test)]
 mod operator_tests;
@@ -32,6 +34,7 @@ use super::{
     Accepted, AttemptRecord, Committed, DueDelivery, NewEvent, Next, Purged, QueueDepth, Store,
     StoreError, now_ms,
 };
+use bodies::{Bodies, IN_FILE_FROM};
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -44,13 +47,20 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Pending>,
     reader: Arc<Mutex<Connection>>,
     sink: Sink,
+    bodies: Arc<Bodies>,
 }
 
 /// Where the writer hands new deliveries after each commit, once one is set.
 type Sink = Arc<OnceLock<Arc<dyn Committed>>>;
 
 enum Op {
-    Accept(NewEvent),
+    Accept {
+        /// The id the event gets unless it is a duplicate.
+        id: String,
+        event: NewEvent,
+        /// Its body is already written to its own file, and the row keeps only its size.
+        in_file: bool,
+    },
     Record(AttemptRecord),
     Purge {
         delivered_before: i64,
@@ -68,7 +78,8 @@ enum Op {
 enum Done {
     Accepted(Accepted),
     Recorded,
-    Purged(Purged),
+    /// With the events whose body files go once the purge is committed.
+    Purged(Purged, Vec<String>),
     Pinged,
     Retried(RetryOne),
     RetriedAll(RetriedAll),
@@ -100,6 +111,12 @@ impl SqliteStore {
         // Room for every statement the writer runs, so none is prepared twice.
         writer.set_prepared_statement_cache_capacity(32);
         writer.execute_batch(include_str!("schema.sql"))?;
+        bring_up_to_date(&writer)?;
+        let bodies = Arc::new(Bodies::beside(path)?);
+        let orphans = bodies.sweep(&writer)?;
+        if orphans > 0 {
+            tracing::info!(orphans, "removed body files that no event refers to");
+        }
         // The writer copies the WAL back into the database after the commit that takes it
         // past this many pages, and the next commits wait for that copy: smaller copies,
         // more often, hold each commit for less time than SQLite's default of 1,000.
@@ -110,15 +127,48 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE);
         let sink = Sink::default();
         let writer_sink = sink.clone();
+        let writer_bodies = bodies.clone();
         std::thread::Builder::new()
             .name("hookgate-store".into())
-            .spawn(move || write_loop(writer, rx, &writer_sink))
+            .spawn(move || write_loop(writer, rx, &writer_sink, &writer_bodies))
             .map_err(|e| StoreError::Database(format!("writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             sink,
+            bodies,
         })
+    }
+
+    /// Writes a large body to its file, then stores its event. It runs as a task of its own,
+    /// so a sender that hangs up meanwhile leaves no file behind: the event is stored as it
+    /// would be had the body been in the row.
+    async fn accept_in_file(self, id: String, event: NewEvent) -> Result<Accepted, StoreError> {
+        let (bodies, name, body) = (self.bodies.clone(), id.clone(), event.body.clone());
+        tokio::task::spawn_blocking(move || bodies.write(&name, &body))
+            .await
+            .map_err(|_| StoreError::Unavailable)??;
+        let op = Op::Accept {
+            id: id.clone(),
+            event,
+            in_file: true,
+        };
+        let outcome = match self.submit(op).await {
+            Ok(Done::Accepted(accepted)) => Ok(accepted),
+            Ok(_) => Err(StoreError::Unavailable),
+            Err(error) => Err(error),
+        };
+        // Not kept: a duplicate, or a transaction that was rolled back. When the writer is
+        // gone the outcome is unknown, and the file stays for the next open to judge.
+        let unused = match &outcome {
+            Ok(accepted) => accepted.duplicate,
+            Err(error) => matches!(error, StoreError::Database(_)),
+        };
+        if unused {
+            let bodies = self.bodies.clone();
+            let _ = tokio::task::spawn_blocking(move || bodies.remove(&id)).await;
+        }
+        outcome
     }
 
     async fn submit(&self, op: Op) -> Result<Done, StoreError> {
@@ -131,15 +181,16 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Unavailable)?
     }
 
-    async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
+    async fn read<T, E, F>(&self, query: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+        E: Into<StoreError>,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().map_err(|_| StoreError::Unavailable)?;
-            query(&conn).map_err(StoreError::from)
+            query(&conn).map_err(Into::into)
         })
         .await
         .map_err(|_| StoreError::Unavailable)?
@@ -160,6 +211,19 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))
 }
 
+/// Changes a database made by an earlier version so that it has what this one reads.
+fn bring_up_to_date(conn: &Connection) -> Result<(), StoreError> {
+    let has_body_file: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'body_file'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_body_file {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN body_file INTEGER")?;
+    }
+    Ok(())
+}
+
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -174,7 +238,12 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Pending>, sink: &Sink) {
+fn write_loop(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Pending>,
+    sink: &Sink,
+    bodies: &Bodies,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -184,7 +253,7 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Pending>, sink: &S
                 Err(_) => break,
             }
         }
-        commit(&mut conn, &mut batch, sink.get());
+        commit(&mut conn, &mut batch, sink.get(), bodies);
     }
 }
 
@@ -194,12 +263,17 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Pending>, sink: &S
 /// touches to a statement journal, which was most of the writer's memory traffic. When any
 /// request fails, or the commit does, nothing of the batch is kept, and each request is
 /// applied again in a transaction of its own, so one bad request fails alone.
-fn commit(conn: &mut Connection, batch: &mut Vec<Pending>, sink: Option<&Arc<dyn Committed>>) {
+fn commit(
+    conn: &mut Connection,
+    batch: &mut Vec<Pending>,
+    sink: Option<&Arc<dyn Committed>>,
+    bodies: &Bodies,
+) {
     let now = now_ms();
-    match apply_together(conn, batch, now) {
+    match apply_together(conn, batch, now, bodies) {
         Ok(results) => {
             for (pending, done) in batch.drain(..).zip(results) {
-                hand_over(sink, &pending.op, &done);
+                after_commit(sink, bodies, &pending.op, &done);
                 let _ = pending.reply.send(Ok(done));
             }
         }
@@ -212,10 +286,10 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Pending>, sink: Option<&Arc<dyn
         Err(error) => {
             log_failure(&error, batch.len());
             for pending in batch.drain(..) {
-                let outcome = apply_together(conn, std::slice::from_ref(&pending), now)
+                let outcome = apply_together(conn, std::slice::from_ref(&pending), now, bodies)
                     .map(|mut done| done.remove(0));
                 match &outcome {
-                    Ok(done) => hand_over(sink, &pending.op, done),
+                    Ok(done) => after_commit(sink, bodies, &pending.op, done),
                     Err(error) => log_failure(error, 1),
                 }
                 let _ = pending.reply.send(outcome);
@@ -224,11 +298,15 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Pending>, sink: Option<&Arc<dyn
     }
 }
 
-/// Tells the sink of the deliveries a committed accept created. It runs on the writer
-/// thread before the sender is answered, so no attempt on a delivery can finish before the
-/// delivery stage hears of it.
-fn hand_over(sink: Option<&Arc<dyn Committed>>, op: &Op, done: &Done) {
-    let (Some(sink), Op::Accept(event), Done::Accepted(accepted)) = (sink, op, done) else {
+/// What follows a committed request: the body files of purged events go, and the sink
+/// hears of the deliveries an accept created. It runs on the writer thread before the
+/// sender is answered, so no attempt on a delivery can finish before the delivery stage
+/// hears of it.
+fn after_commit(sink: Option<&Arc<dyn Committed>>, bodies: &Bodies, op: &Op, done: &Done) {
+    if let Done::Purged(_, files) = done {
+        files.iter().for_each(|id| bodies.remove(id));
+    }
+    let (Some(sink), Op::Accept { event, .. }, Done::Accepted(accepted)) = (sink, op, done) else {
         return;
     };
     for (upstream, id) in event.upstreams.iter().zip(&accepted.deliveries) {
@@ -253,11 +331,13 @@ fn log_failure(error: &StoreError, requests: usize) {
 }
 
 /// Applies `batch` in one transaction and commits it; on any error the transaction is
-/// rolled back whole.
+/// rolled back whole. The names of the batch's body files are made durable first, so no
+/// committed event refers to a file a power loss could take away.
 fn apply_together(
     conn: &mut Connection,
     batch: &[Pending],
     now: i64,
+    bodies: &Bodies,
 ) -> Result<Vec<Done>, StoreError> {
     let tx = conn.transaction()?;
     let mut hot = Hot::prepare(&tx)?;
@@ -266,6 +346,12 @@ fn apply_together(
         .map(|p| apply(&tx, &mut hot, &p.op, now))
         .collect::<Result<Vec<_>, _>>()?;
     drop(hot);
+    if batch
+        .iter()
+        .any(|p| matches!(p.op, Op::Accept { in_file: true, .. }))
+    {
+        bodies.sync_names()?;
+    }
     tx.commit()?;
     Ok(results)
 }
@@ -299,8 +385,8 @@ impl<'c> Hot<'c> {
             )?,
             insert_event: conn.prepare_cached(
                 "INSERT INTO events (id, route, received_at, dedup_key, headers, content_type,
-                                     client_ip, proto, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                     client_ip, proto, body, body_file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?,
             insert_delivery: conn.prepare_cached(
                 "INSERT INTO deliveries (event_id, upstream, state, due_at, created_at,
@@ -327,12 +413,17 @@ impl<'c> Hot<'c> {
 
 fn apply(tx: &Transaction, hot: &mut Hot, op: &Op, now: i64) -> Result<Done, StoreError> {
     Ok(match op {
-        Op::Accept(event) => Done::Accepted(insert_event(hot, event, now)?),
+        Op::Accept { id, event, in_file } => {
+            Done::Accepted(insert_event(hot, id, event, *in_file, now)?)
+        }
         Op::Record(attempt) => {
             record_attempt(hot, attempt, now)?;
             Done::Recorded
         }
-        Op::Purge { delivered_before } => Done::Purged(purge(tx, now, *delivered_before)?),
+        Op::Purge { delivered_before } => {
+            let (purged, files) = purge(tx, now, *delivered_before)?;
+            Done::Purged(purged, files)
+        }
         Op::Ping => {
             // A write that changes nothing still needs the write lock, which is the point.
             tx.execute("DELETE FROM dedup WHERE 0", [])?;
@@ -347,7 +438,13 @@ fn apply(tx: &Transaction, hot: &mut Hot, op: &Op, now: i64) -> Result<Done, Sto
     })
 }
 
-fn insert_event(hot: &mut Hot, event: &NewEvent, now: i64) -> Result<Accepted, StoreError> {
+fn insert_event(
+    hot: &mut Hot,
+    id: &str,
+    event: &NewEvent,
+    in_file: bool,
+    now: i64,
+) -> Result<Accepted, StoreError> {
     let route = &*event.route;
     let taken: Option<(String, i64)> = hot
         .find_key
@@ -366,8 +463,12 @@ fn insert_event(hot: &mut Hot, event: &NewEvent, now: i64) -> Result<Accepted, S
         Some(_) => &mut hot.renew_key,
         None => &mut hot.claim_key,
     };
-    let id = uuid::Uuid::now_v7().to_string();
     let expires_at = now.saturating_add(event.window.as_millis() as i64);
+    let (body, body_file) = if in_file {
+        (&[][..], Some(event.body.len() as i64))
+    } else {
+        (&event.body[..], None)
+    };
     claim.execute(params![route, event.dedup_key, id, expires_at])?;
     hot.insert_event.execute(params![
         id,
@@ -378,22 +479,28 @@ fn insert_event(hot: &mut Hot, event: &NewEvent, now: i64) -> Result<Accepted, S
         event.content_type,
         event.client_ip,
         event.proto,
-        &event.body[..],
+        body,
+        body_file,
     ])?;
     let mut deliveries = Vec::with_capacity(event.upstreams.len());
     for upstream in &event.upstreams {
         deliveries.push(hot.insert_delivery.insert(params![id, &**upstream, now])?);
     }
     Ok(Accepted {
-        id,
+        id: id.to_owned(),
         duplicate: false,
         deliveries,
     })
 }
 
 /// Forgets expired dedup keys, and events received before `delivered_before` whose every
-/// delivery succeeded. Events with a pending or dead delivery are kept.
-fn purge(conn: &Connection, now: i64, delivered_before: i64) -> Result<Purged, StoreError> {
+/// delivery succeeded. Events with a pending or dead delivery are kept. Returns, beside the
+/// counts, the removed events whose bodies are in files of their own.
+fn purge(
+    conn: &Connection,
+    now: i64,
+    delivered_before: i64,
+) -> Result<(Purged, Vec<String>), StoreError> {
     let keys = conn
         .prepare_cached(
             "DELETE FROM dedup WHERE (route, key) IN
@@ -412,13 +519,20 @@ fn purge(conn: &Connection, now: i64, delivered_before: i64) -> Result<Purged, S
         "DELETE FROM deliveries WHERE event_id IN ({done})"
     ))?
     .execute(params![delivered_before, PURGE_BATCH])?;
+    let files = conn
+        .prepare_cached(&format!(
+            "SELECT id FROM events WHERE body_file IS NOT NULL AND id IN ({done})"
+        ))?
+        .query_map(params![delivered_before, PURGE_BATCH], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
     let events = conn
         .prepare_cached(&format!("DELETE FROM events WHERE id IN ({done})"))?
         .execute(params![delivered_before, PURGE_BATCH])?;
-    Ok(Purged {
+    let purged = Purged {
         dedup_keys: keys as u64,
         events: events as u64,
-    })
+    };
+    Ok((purged, files))
 }
 
 fn record_attempt(hot: &mut Hot, a: &AttemptRecord, now: i64) -> Result<(), StoreError> {
@@ -457,7 +571,18 @@ impl Store for SqliteStore {
     }
 
     async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError> {
-        match self.submit(Op::Accept(event)).await? {
+        let id = uuid::Uuid::now_v7().to_string();
+        if event.body.len() >= IN_FILE_FROM {
+            return tokio::spawn(self.clone().accept_in_file(id, event))
+                .await
+                .map_err(|_| StoreError::Unavailable)?;
+        }
+        let op = Op::Accept {
+            id,
+            event,
+            in_file: false,
+        };
+        match self.submit(op).await? {
             Done::Accepted(accepted) => Ok(accepted),
             _ => Err(StoreError::Unavailable),
         }
@@ -465,7 +590,7 @@ impl Store for SqliteStore {
 
     async fn purge(&self, delivered_before: i64) -> Result<Purged, StoreError> {
         match self.submit(Op::Purge { delivered_before }).await? {
-            Done::Purged(purged) => Ok(purged),
+            Done::Purged(purged, _) => Ok(purged),
             _ => Err(StoreError::Unavailable),
         }
     }
@@ -479,17 +604,18 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let upstream = upstream.to_owned();
         let skip = id_list(skip);
+        let bodies = self.bodies.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT d.id, d.event_id, e.route, d.attempts, e.received_at, e.body,
-                        e.content_type, e.client_ip, e.proto, e.headers
+                        e.content_type, e.client_ip, e.proto, e.headers, e.body_file
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.upstream = ?1 AND d.state = 'pending' AND d.due_at <= ?2
                    AND d.id NOT IN (SELECT value FROM json_each(?4))
                  ORDER BY d.due_at, d.id LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![upstream, now, limit as i64, skip], |r| {
-                Ok(DueDelivery {
+                let delivery = DueDelivery {
                     id: r.get(0)?,
                     event_id: r.get(1)?,
                     route: r.get(2)?,
@@ -500,9 +626,18 @@ impl Store for SqliteStore {
                     client_ip: r.get(7)?,
                     proto: r.get(8)?,
                     headers: r.get(9)?,
-                })
+                };
+                Ok((delivery, r.get::<_, Option<i64>>(10)?))
             })?;
-            rows.collect()
+            let mut due = Vec::new();
+            for row in rows {
+                let (mut delivery, in_file) = row?;
+                if let Some(size) = in_file {
+                    delivery.body = bodies.read(&delivery.event_id, size)?.into();
+                }
+                due.push(delivery);
+            }
+            Ok::<_, StoreError>(due)
         })
         .await
     }
@@ -553,7 +688,7 @@ impl Store for SqliteStore {
             for upstream in &upstreams {
                 total += stmt.query_row(params![upstream], |r| r.get::<_, i64>(0))?;
             }
-            Ok(total)
+            Ok::<_, rusqlite::Error>(total)
         })
         .await
     }
@@ -644,11 +779,12 @@ mod tests {
         let path = dir.path().join("batch.db");
         let mut conn = connect(&path).unwrap();
         conn.execute_batch(include_str!("schema.sql")).unwrap();
-        let ops = vec![
-            Op::Accept(event("r", "one", Duration::from_secs(60), &["a"])),
-            Op::Record(delivered(999)),
-            Op::Accept(event("r", "two", Duration::from_secs(60), &["a"])),
-        ];
+        let accept = |key: &str| Op::Accept {
+            id: key.to_owned(),
+            event: event("r", key, Duration::from_secs(60), &["a"]),
+            in_file: false,
+        };
+        let ops = vec![accept("one"), Op::Record(delivered(999)), accept("two")];
         let mut answers = Vec::new();
         let mut batch: Vec<Pending> = ops
             .into_iter()
@@ -658,7 +794,7 @@ mod tests {
                 Pending { op, reply }
             })
             .collect();
-        commit(&mut conn, &mut batch, None);
+        commit(&mut conn, &mut batch, None, &Bodies::beside(&path).unwrap());
 
         let outcomes: Vec<_> = answers
             .into_iter()
@@ -721,6 +857,34 @@ mod tests {
                 "events_by_time"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_body_files_gets_the_column_and_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("earlier.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(include_str!("schema.sql")).unwrap();
+            conn.execute_batch(
+                "ALTER TABLE events DROP COLUMN body_file;
+                 INSERT INTO events (id, route, received_at, dedup_key, headers, client_ip,
+                                     proto, body)
+                     VALUES ('e1', 'r', 1, 'k', '{}', '127.0.0.1', 'https', x'7b7d');
+                 INSERT INTO deliveries (event_id, upstream, state, due_at, created_at,
+                                         updated_at)
+                     VALUES ('e1', 'a', 'pending', 1, 1, 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let mut large = event("r", "large", Duration::from_secs(60), &["a"]);
+        large.body = Bytes::from(vec![b'x'; IN_FILE_FROM]);
+        store.accept(large).await.unwrap();
+        let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        let bodies: Vec<_> = due.iter().map(|d| d.body.len()).collect();
+        assert_eq!(bodies, [2, IN_FILE_FROM]);
+        assert_eq!(&due[0].body[..], b"{}");
     }
 
     #[derive(Debug, Default)]

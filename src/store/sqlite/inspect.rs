@@ -14,8 +14,7 @@ pub(super) const STATE: &str = "CASE WHEN d.state = 'pending' AND EXISTS
         (SELECT 1 FROM paused_upstreams p WHERE p.upstream = d.upstream)
     THEN 'paused' ELSE d.state END";
 
-const EVENT_COLUMNS: &str =
-    "e.id, e.route, e.received_at, length(e.body), e.dedup_key, e.content_type";
+const EVENT_COLUMNS: &str = "e.id, e.route, e.received_at, coalesce(e.body_file, length(e.body)), e.dedup_key, e.content_type";
 
 /// Recent events, newest first.
 pub(super) fn events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<EventSummary>> {
