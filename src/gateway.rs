@@ -124,7 +124,12 @@ impl Gateway {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_path)?);
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        let sqlite = SqliteStore::open(&config.store_path)?;
+        let observed = metrics.clone();
+        sqlite.observe_commits(move |requests, took| observed.commit(requests, took));
+        let store: Arc<dyn Store> = Arc::new(sqlite);
         warn_of_orphans(store.as_ref(), config).await;
         let tls = tls_acceptor(config)?;
         let addr = config.server.listen;
@@ -134,8 +139,6 @@ impl Gateway {
         let addr = listener.local_addr().unwrap_or(addr);
 
         let (stop, stopped) = watch::channel(false);
-        let mut registry = Registry::default();
-        let metrics = Arc::new(Metrics::new(&mut registry));
         let names = config.upstreams.iter().map(|u| u.name.clone());
         let pauses = Pauses::new(names, &store.paused().await?);
         let dispatcher = Dispatcher::start(

@@ -399,6 +399,16 @@ async fn metrics_count_what_happened() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    // The purge at start, the accepted event, its duplicate and the attempt were committed,
+    // together or apart; nothing else was.
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let commits = value("hookgate_store_commit_seconds_count");
+    assert!((1.0..=4.0).contains(&commits), "{commits} commits");
+    assert_eq!(value("hookgate_store_commit_requests_sum"), 4.0);
+    assert_eq!(value("hookgate_store_commit_requests_count"), commits);
     assert!(!text.contains(TOKEN));
     assert!(plain_get(admin, "/readyz").await.contains("ready"));
 }

@@ -21,6 +21,7 @@ mod test_support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, params};
@@ -47,11 +48,26 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Pending>,
     reader: Arc<Mutex<Connection>>,
     sink: Sink,
+    observer: Observer,
     bodies: Arc<Bodies>,
 }
 
 /// Where the writer hands new deliveries after each commit, once one is set.
 type Sink = Arc<OnceLock<Arc<dyn Committed>>>;
+
+/// Told of each commit, once set: how many requests it took, and how long.
+#[derive(Clone, Default)]
+struct Observer(Arc<OnceLock<Box<Observe>>>);
+
+/// Called with the requests a commit took and its time.
+type Observe = dyn Fn(usize, Duration) + Send + Sync;
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.get().is_some();
+        f.debug_struct("Observer").field("set", &set).finish()
+    }
+}
 
 enum Op {
     Accept {
@@ -126,18 +142,28 @@ impl SqliteStore {
 
         let (tx, rx) = mpsc::channel(QUEUE);
         let sink = Sink::default();
-        let writer_sink = sink.clone();
+        let observer = Observer::default();
+        let (writer_sink, writer_observer) = (sink.clone(), observer.clone());
         let writer_bodies = bodies.clone();
         std::thread::Builder::new()
             .name("hookgate-store".into())
-            .spawn(move || write_loop(writer, rx, &writer_sink, &writer_bodies))
+            .spawn(move || write_loop(writer, rx, &writer_sink, &writer_observer, &writer_bodies))
             .map_err(|e| StoreError::Database(format!("writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
             sink,
+            observer,
             bodies,
         })
+    }
+
+    /// From now on, calls `observe` after each commit with the number of requests it
+    /// committed together and the time it took, its sync to disk included.
+    pub fn observe_commits(&self, observe: impl Fn(usize, Duration) + Send + Sync + 'static) {
+        if self.observer.0.set(Box::new(observe)).is_err() {
+            tracing::warn!("the store's commits are already observed");
+        }
     }
 
     /// Writes a large body to its file, then stores its event. It runs as a task of its own,
@@ -242,6 +268,7 @@ fn write_loop(
     mut conn: Connection,
     mut queue: mpsc::Receiver<Pending>,
     sink: &Sink,
+    observer: &Observer,
     bodies: &Bodies,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -253,7 +280,11 @@ fn write_loop(
                 Err(_) => break,
             }
         }
+        let (requests, started) = (batch.len(), Instant::now());
         commit(&mut conn, &mut batch, sink.get(), bodies);
+        if let Some(observe) = observer.0.get() {
+            observe(requests, started.elapsed());
+        }
     }
 }
 

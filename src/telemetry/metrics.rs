@@ -83,6 +83,10 @@ pub struct Metrics {
     pub delivery_seconds: HistogramFamily<UpstreamLabel>,
     /// Deliveries by upstream and state, refreshed at each scrape.
     pub queue: Family<UpstreamState, Gauge>,
+    /// Time of one store commit: a group of requests, one sync to disk.
+    pub commit_seconds: Histogram,
+    /// Requests in one store commit.
+    pub commit_requests: Histogram,
 }
 
 fn skew_histogram() -> Histogram {
@@ -93,6 +97,16 @@ fn attempt_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ])
+}
+
+fn commit_seconds_histogram() -> Histogram {
+    Histogram::new([
+        0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+    ])
+}
+
+fn commit_requests_histogram() -> Histogram {
+    Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0])
 }
 
 fn delivery_histogram() -> Histogram {
@@ -115,6 +129,8 @@ impl Metrics {
             attempt_seconds: Family::new_with_constructor(attempt_histogram),
             delivery_seconds: Family::new_with_constructor(delivery_histogram),
             queue: Family::default(),
+            commit_seconds: commit_seconds_histogram(),
+            commit_requests: commit_requests_histogram(),
         };
         let m = &metrics;
         let r = registry;
@@ -168,7 +184,23 @@ impl Metrics {
             "Deliveries by upstream and state",
             m.queue.clone(),
         );
+        r.register(
+            "hookgate_store_commit_seconds",
+            "Duration of one store commit, its sync to disk included",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "hookgate_store_commit_requests",
+            "Requests committed together in one store commit",
+            m.commit_requests.clone(),
+        );
         metrics
+    }
+
+    /// Counts one store commit of `requests` that took `took`.
+    pub fn commit(&self, requests: usize, took: std::time::Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.commit_requests.observe(requests as f64);
     }
 
     /// Counts one answered request.
