@@ -122,13 +122,14 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
+        // First the lock, so that a second gateway changes nothing of a store in use.
+        let bodies = Arc::new(Bodies::beside(path)?);
         create_private(path)?;
         let writer = connect(path)?;
         // Room for every statement the writer runs, so none is prepared twice.
         writer.set_prepared_statement_cache_capacity(32);
         writer.execute_batch(include_str!("schema.sql"))?;
         bring_up_to_date(&writer)?;
-        let bodies = Arc::new(Bodies::beside(path)?);
         let orphans = bodies.sweep(&writer)?;
         if orphans > 0 {
             tracing::info!(orphans, "removed body files that no event refers to");
@@ -156,6 +157,28 @@ impl SqliteStore {
             observer,
             bodies,
         })
+    }
+
+    /// Makes a delivery whose body cannot be read a dead letter, with the reason as its
+    /// attempt's error, so that it holds up none of the deliveries behind it. Once the file
+    /// is put right, a replay sends it.
+    async fn set_aside(&self, upstream: &str, delivery: &DueDelivery, error: &StoreError) {
+        tracing::error!(%upstream, event_id = %delivery.event_id, delivery = delivery.id,
+            %error, "delivery set aside as a dead letter: its body cannot be read");
+        let record = AttemptRecord {
+            delivery_id: delivery.id,
+            attempt: delivery.attempts + 1,
+            at: now_ms(),
+            status: None,
+            latency_ms: 0,
+            error: Some(format!("not sent: its body cannot be read: {error}")),
+            response_head: Vec::new(),
+            next: Next::Dead,
+        };
+        if let Err(error) = self.submit(Op::Record(record)).await {
+            tracing::error!(%upstream, delivery = delivery.id, %error,
+                "cannot set aside a delivery whose body cannot be read");
+        }
     }
 
     /// From now on, calls `observe` after each commit with the number of requests it
@@ -335,7 +358,9 @@ fn commit(
 /// hears of it.
 fn after_commit(sink: Option<&Arc<dyn Committed>>, bodies: &Bodies, op: &Op, done: &Done) {
     if let Done::Purged(_, files) = done {
-        files.iter().for_each(|id| bodies.remove(id));
+        for id in files {
+            bodies.remove(id);
+        }
     }
     let (Some(sink), Op::Accept { event, .. }, Done::Accepted(accepted)) = (sink, op, done) else {
         return;
@@ -633,44 +658,55 @@ impl Store for SqliteStore {
         limit: usize,
         skip: &[i64],
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        let name = upstream;
         let upstream = upstream.to_owned();
         let skip = id_list(skip);
         let bodies = self.bodies.clone();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT d.id, d.event_id, e.route, d.attempts, e.received_at, e.body,
+        let read = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT d.id, d.event_id, e.route, d.attempts, e.received_at, e.body,
                         e.content_type, e.client_ip, e.proto, e.headers, e.body_file
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.upstream = ?1 AND d.state = 'pending' AND d.due_at <= ?2
                    AND d.id NOT IN (SELECT value FROM json_each(?4))
                  ORDER BY d.due_at, d.id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![upstream, now, limit as i64, skip], |r| {
-                let delivery = DueDelivery {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    route: r.get(2)?,
-                    attempts: r.get(3)?,
-                    received_at: r.get(4)?,
-                    body: Bytes::from(r.get::<_, Vec<u8>>(5)?),
-                    content_type: r.get(6)?,
-                    client_ip: r.get(7)?,
-                    proto: r.get(8)?,
-                    headers: r.get(9)?,
-                };
-                Ok((delivery, r.get::<_, Option<i64>>(10)?))
-            })?;
-            let mut due = Vec::new();
-            for row in rows {
-                let (mut delivery, in_file) = row?;
-                if let Some(size) = in_file {
-                    delivery.body = bodies.read(&delivery.event_id, size)?.into();
+                )?;
+                let rows = stmt.query_map(params![upstream, now, limit as i64, skip], |r| {
+                    let delivery = DueDelivery {
+                        id: r.get(0)?,
+                        event_id: r.get(1)?,
+                        route: r.get(2)?,
+                        attempts: r.get(3)?,
+                        received_at: r.get(4)?,
+                        body: Bytes::from(r.get::<_, Vec<u8>>(5)?),
+                        content_type: r.get(6)?,
+                        client_ip: r.get(7)?,
+                        proto: r.get(8)?,
+                        headers: r.get(9)?,
+                    };
+                    Ok((delivery, r.get::<_, Option<i64>>(10)?))
+                })?;
+                let (mut due, mut unreadable) = (Vec::new(), Vec::new());
+                for row in rows {
+                    let (mut delivery, in_file) = row?;
+                    match in_file.map(|size| bodies.read(&delivery.event_id, size)) {
+                        Some(Err(error)) => unreadable.push((delivery, error)),
+                        Some(Ok(body)) => {
+                            delivery.body = body.into();
+                            due.push(delivery);
+                        }
+                        None => due.push(delivery),
+                    }
                 }
-                due.push(delivery);
-            }
-            Ok::<_, StoreError>(due)
-        })
-        .await
+                Ok::<_, StoreError>((due, unreadable))
+            })
+            .await?;
+        let (due, unreadable) = read;
+        for (delivery, error) in unreadable {
+            self.set_aside(name, &delivery, &error).await;
+        }
+        Ok(due)
     }
 
     async fn next_due(&self, upstream: &str, skip: &[i64]) -> Result<Option<i64>, StoreError> {
@@ -727,7 +763,11 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await?;
-        self.submit(Op::Ping).await.map(drop)
+        self.submit(Op::Ping).await?;
+        let bodies = self.bodies.clone();
+        tokio::task::spawn_blocking(move || bodies.probe())
+            .await
+            .map_err(|_| StoreError::Unavailable)?
     }
 
     async fn events(&self, query: EventQuery) -> Result<Vec<EventSummary>, StoreError> {

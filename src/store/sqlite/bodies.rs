@@ -6,14 +6,16 @@
 //! more is written once instead, to `<database>-bodies/<event id>`, and synced before the
 //! transaction that records its event commits; the event's row keeps only its size.
 //!
-//! A file no event refers to (left by a crash after the write and before the commit, or
-//! after a purge committed and before its files went) is removed when the store next opens.
+//! The folder is locked while a store has it open, so that no second gateway writes to the
+//! same store. A file no event refers to (left by a crash after the write and before the
+//! commit, or after a purge committed and before its files went) is removed when the store
+//! next opens.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -22,51 +24,96 @@ use crate::store::StoreError;
 /// Bodies this long or longer are kept in a file of their own.
 pub(super) const IN_FILE_FROM: usize = 64 * 1024;
 
-/// A file younger than this is never taken for an orphan: another process may be about to
-/// commit its event.
-const ORPHAN_AGE: Duration = Duration::from_secs(60);
+/// How long opening waits for the lock of a store that is closing in this process.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// The file that proves the folder takes writes; names that start with a dot are never
+/// bodies.
+const PROBE: &str = ".probe";
 
 /// The folder of body files that belongs to one database.
 #[derive(Debug)]
 pub(super) struct Bodies {
     dir: PathBuf,
+    /// Held open, and locked, for as long as the store is.
+    _lock: File,
 }
 
 impl Bodies {
-    /// The folder beside `database`, created readable by its owner only.
+    /// The folder beside `database`, created readable by its owner only, and locked.
     pub(super) fn beside(database: &Path) -> Result<Bodies, StoreError> {
         let mut name = database.file_name().unwrap_or_default().to_os_string();
         name.push("-bodies");
         let dir = database.with_file_name(name);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| failed(&dir, &e))?;
-        Ok(Bodies { dir })
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::Database(format!(
+                "{}: is not a folder; the store keeps its large bodies there",
+                dir.display()
+            )));
+        }
+        create(&dir)?;
+        let lock = File::open(&dir).map_err(|e| failed(&dir, &e))?;
+        let waiting = Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if waiting.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StoreError::Database(format!(
+                        "{}: in use by another hookgate process; one store serves one gateway",
+                        dir.display()
+                    )));
+                }
+                Err(TryLockError::Error(e)) => return Err(failed(&dir, &e)),
+            }
+        }
+        Ok(Bodies { dir, _lock: lock })
     }
 
     fn path(&self, event_id: &str) -> PathBuf {
         self.dir.join(event_id)
     }
 
+    /// Opens a new file in the folder, making the folder again should it have gone.
+    fn open_new(&self, path: &Path, options: &OpenOptions) -> io::Result<File> {
+        match options.open(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create(&self.dir).map_err(|_| e)?;
+                options.open(path)
+            }
+            opened => opened,
+        }
+    }
+
     /// Writes and syncs the body of `event_id`. Its name in the folder is durable once
     /// [`Bodies::sync_names`] has returned.
     pub(super) fn write(&self, event_id: &str, body: &[u8]) -> Result<(), StoreError> {
         let path = self.path(event_id);
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| {
-                file.write_all(body)?;
-                file.sync_data()
-            });
-        written.map_err(|e| {
-            self.remove(event_id);
-            failed(&path, &e)
-        })
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let mut file = self
+            .open_new(&path, &options)
+            .map_err(|e| failed(&path, &e))?;
+        file.write_all(body)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| {
+                self.remove(event_id);
+                failed(&path, &e)
+            })
+    }
+
+    /// Succeeds when the folder takes a new file.
+    pub(super) fn probe(&self) -> Result<(), StoreError> {
+        let path = self.path(PROBE);
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(0o600);
+        self.open_new(&path, &options)
+            .and_then(|mut file| file.write_all(b"ok"))
+            .map_err(|e| failed(&path, &e))?;
+        self.remove(PROBE);
+        Ok(())
     }
 
     /// Syncs the folder, so that the files written into it so far keep their names after a
@@ -91,45 +138,52 @@ impl Bodies {
         Ok(body)
     }
 
-    /// Removes the body of `event_id`; one already gone is not an error.
-    pub(super) fn remove(&self, event_id: &str) {
+    /// Removes the body of `event_id`; one already gone is not an error. Says whether a
+    /// file went.
+    pub(super) fn remove(&self, event_id: &str) -> bool {
         let path = self.path(event_id);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "could not remove a body file");
+                false
             }
-            _ => {}
         }
     }
 
-    /// Removes the files older than a minute that no event refers to; returns how many.
+    /// Removes the files that no event refers to; returns how many went. Run when the store
+    /// opens, before anything is written: no body of this process is on its way in, and the
+    /// lock keeps every other process out.
     pub(super) fn sweep(&self, conn: &Connection) -> Result<usize, StoreError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| failed(&self.dir, &e))?;
         let mut known = conn.prepare("SELECT 1 FROM events WHERE id = ?1")?;
-        let now = SystemTime::now();
         let mut removed = 0;
         for entry in entries {
             let entry = entry.map_err(|e| failed(&self.dir, &e))?;
             let name = entry.file_name();
-            let Some(event_id) = name.to_str() else {
+            let Some(event_id) = name.to_str().filter(|n| !n.starts_with('.')) else {
                 continue;
             };
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|at| now.duration_since(at).unwrap_or_default() >= ORPHAN_AGE);
-            if old
-                && known
-                    .query_row([event_id], |_| Ok(()))
-                    .optional()?
-                    .is_none()
-            {
-                self.remove(event_id);
+            let orphan = known
+                .query_row([event_id], |_| Ok(()))
+                .optional()?
+                .is_none();
+            if orphan && self.remove(event_id) {
                 removed += 1;
             }
         }
         Ok(removed)
     }
+}
+
+/// Makes the folder, readable by its owner only, unless it is there.
+fn create(dir: &Path) -> Result<(), StoreError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| failed(dir, &e))
 }
 
 fn failed(path: &Path, error: &io::Error) -> StoreError {
@@ -146,7 +200,8 @@ mod tests {
     use super::super::SqliteStore;
     use super::super::test_support::{delivered, event, open};
     use super::*;
-    use crate::store::{NewEvent, Store, now_ms};
+    use crate::store::inspect::DeliveryState;
+    use crate::store::{NewEvent, Store, StoreError, now_ms};
 
     /// An event for upstream `a` whose body is `size` bytes that differ from one another.
     fn sized(key: &str, size: usize) -> NewEvent {
@@ -221,40 +276,90 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_file_of_the_wrong_size_fails_the_read_rather_than_send_part_of_it() {
+    async fn a_body_that_cannot_be_read_makes_its_delivery_a_dead_letter_and_holds_up_none() {
         let (dir, store) = open();
-        let accepted = store.accept(sized("k", IN_FILE_FROM)).await.unwrap();
-        let file = dir.path().join("data/test.db-bodies").join(&accepted.id);
-        std::fs::write(&file, b"cut short").unwrap();
-        let error = store.due("a", now_ms(), 10, &[]).await.unwrap_err();
-        assert!(
-            error.to_string().contains("bytes where the event records"),
-            "{error}"
-        );
+        let folder = dir.path().join("data/test.db-bodies");
+        let cut = store.accept(sized("cut", IN_FILE_FROM)).await.unwrap();
+        let gone = store.accept(sized("gone", IN_FILE_FROM)).await.unwrap();
+        let small = store.accept(sized("small", 10)).await.unwrap();
+        std::fs::write(folder.join(&cut.id), b"cut short").unwrap();
+        std::fs::remove_file(folder.join(&gone.id)).unwrap();
+
+        let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
+
+        let ids: Vec<_> = due.iter().map(|d| d.event_id.as_str()).collect();
+        assert_eq!(ids, [small.id.as_str()]);
+        for (accepted, why) in [
+            (&cut, "bytes where the event records"),
+            (&gone, "No such file"),
+        ] {
+            let view = store
+                .delivery(accepted.deliveries[0])
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(view.state, DeliveryState::Dead);
+            let error = view.last_error.unwrap();
+            assert!(
+                error.starts_with("not sent: its body cannot be read"),
+                "{error}"
+            );
+            assert!(error.contains(why), "{error}");
+        }
+        assert_eq!(store.due("a", now_ms(), 10, &[]).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
-    async fn files_no_event_refers_to_go_when_the_store_opens_once_a_minute_old() {
+    async fn files_no_event_refers_to_go_when_the_store_next_opens() {
         let (dir, store) = open();
         let db = dir.path().join("data/test.db");
         let folder = dir.path().join("data/test.db-bodies");
         let kept = store.accept(sized("k", IN_FILE_FROM)).await.unwrap();
         drop(store);
-        let old = SystemTime::now() - Duration::from_secs(120);
-        for name in ["orphan", "young"] {
-            std::fs::write(folder.join(name), b"left by a crash").unwrap();
-        }
-        for name in ["orphan", kept.id.as_str()] {
-            let file = File::options().write(true).open(folder.join(name)).unwrap();
-            file.set_modified(old).unwrap();
-        }
+        std::fs::write(folder.join("left-by-a-crash"), b"partial").unwrap();
 
         let store = SqliteStore::open(&db).unwrap();
 
-        let mut expected = vec![kept.id.clone(), "young".to_owned()];
-        expected.sort();
-        assert_eq!(files(&folder), expected);
+        assert_eq!(files(&folder), [kept.id]);
         let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
         assert_eq!(due[0].body.len(), IN_FILE_FROM);
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_database_is_refused_while_the_first_is_open() {
+        let (dir, store) = open();
+        let error = SqliteStore::open(&dir.path().join("data/test.db")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("in use by another hookgate process"),
+            "{error}"
+        );
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_went_is_made_again_for_the_next_large_body() {
+        let (dir, store) = open();
+        let folder = dir.path().join("data/test.db-bodies");
+        std::fs::remove_dir(&folder).unwrap();
+        store.ping().await.unwrap();
+        std::fs::remove_dir(&folder).unwrap();
+        let accepted = store.accept(sized("k", IN_FILE_FROM)).await.unwrap();
+        assert_eq!(files(&folder), [accepted.id]);
+    }
+
+    #[tokio::test]
+    async fn the_store_is_not_ready_while_its_folder_takes_no_file() {
+        let (dir, store) = open();
+        let folder = dir.path().join("data/test.db-bodies");
+        std::fs::remove_dir(&folder).unwrap();
+        std::fs::write(&folder, b"not a folder").unwrap();
+        let error = store.ping().await.unwrap_err();
+        assert!(error.to_string().contains("test.db-bodies"), "{error}");
+        let refused = store.accept(sized("k", IN_FILE_FROM)).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Database(_)));
+        std::fs::remove_file(&folder).unwrap();
+        store.ping().await.unwrap();
     }
 }
