@@ -11,7 +11,7 @@ threads=${BENCH_THREADS:-2}               # wrk threads
 connections=${BENCH_CONNECTIONS:-64}      # wrk connections, short payload
 long_connections=${BENCH_LONG_CONNECTIONS:-8}
 short_count=${BENCH_SHORT_COUNT:-400000}  # distinct short requests (hookgate runs must not wrap)
-long_count=${BENCH_LONG_COUNT:-1500}      # distinct long requests, about 1.4 MB each
+long_count=${BENCH_LONG_COUNT:-3000}      # distinct long requests, about 1.4 MB each
 backlog=${BENCH_BACKLOG:-1000000}         # events queued while the upstream is down; 0 skips
 # Attempts in flight per hookgate upstream: nginx keeps up to 64 connections to the upstream.
 upstream_concurrency=${BENCH_UPSTREAM_CONCURRENCY:-64}

@@ -54,6 +54,25 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same with a body the size of a two-hour transcript, which the store keeps in a file
+/// of its own.
+fn group_commit_large(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("the store"));
+    let body = Bytes::from(vec![b'7'; 1_361_167]);
+    let rt = runtime();
+
+    let mut group = c.benchmark_group("store/accept_1.36MB");
+    group.sample_size(10);
+    for n in [1usize, 8] {
+        group.throughput(Throughput::Bytes((n * body.len()) as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| rt.block_on(accept_all(&store, &body, n)))
+        });
+    }
+    group.finish();
+}
+
 /// Hands `n` events to the store at once, as `n` requests would, and waits for them all.
 async fn accept_all(store: &Arc<SqliteStore>, body: &Bytes, n: usize) {
     let tasks: Vec<_> = (0..n)
@@ -86,5 +105,5 @@ fn due(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, group_commit, due);
+criterion_group!(benches, group_commit, group_commit_large, due);
 criterion_main!(benches);
