@@ -13,6 +13,7 @@
 
 mod bodies;
 mod inspect;
+mod lock;
 #[cfg(test)]
 mod operator_tests;
 mod replay;
@@ -35,7 +36,7 @@ use super::{
     Accepted, AttemptRecord, Committed, DueDelivery, NewEvent, Next, Purged, QueueDepth, Store,
     StoreError, now_ms,
 };
-use bodies::{Bodies, IN_FILE_FROM};
+use bodies::{Bodies, IN_FILE_FROM, Unread};
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -50,6 +51,8 @@ pub struct SqliteStore {
     sink: Sink,
     observer: Observer,
     bodies: Arc<Bodies>,
+    /// Held while the store is open, here and by the writer thread.
+    _lock: Arc<std::fs::File>,
 }
 
 /// Where the writer hands new deliveries after each commit, once one is set.
@@ -122,9 +125,14 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
-        // First the lock, so that a second gateway changes nothing of a store in use.
-        let bodies = Arc::new(Bodies::beside(path)?);
         create_private(path)?;
+        // First the lock, so that a second gateway changes nothing of a store in use. Both
+        // it and the bodies are found beside the database's real path, whatever links led
+        // to it.
+        let real = std::fs::canonicalize(path)
+            .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
+        let lock = Arc::new(lock::lock(&real)?);
+        let bodies = Arc::new(Bodies::beside(&real)?);
         let writer = connect(path)?;
         // Room for every statement the writer runs, so none is prepared twice.
         writer.set_prepared_statement_cache_capacity(32);
@@ -145,10 +153,13 @@ impl SqliteStore {
         let sink = Sink::default();
         let observer = Observer::default();
         let (writer_sink, writer_observer) = (sink.clone(), observer.clone());
-        let writer_bodies = bodies.clone();
+        let (writer_bodies, writer_lock) = (bodies.clone(), lock.clone());
         std::thread::Builder::new()
             .name("hookgate-store".into())
-            .spawn(move || write_loop(writer, rx, &writer_sink, &writer_observer, &writer_bodies))
+            .spawn(move || {
+                write_loop(writer, rx, &writer_sink, &writer_observer, &writer_bodies);
+                drop(writer_lock);
+            })
             .map_err(|e| StoreError::Database(format!("writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
@@ -156,15 +167,19 @@ impl SqliteStore {
             sink,
             observer,
             bodies,
+            _lock: lock,
         })
     }
 
     /// Makes a delivery whose body cannot be read a dead letter, with the reason as its
     /// attempt's error, so that it holds up none of the deliveries behind it. Once the file
     /// is put right, a replay sends it.
-    async fn set_aside(&self, upstream: &str, delivery: &DueDelivery, error: &StoreError) {
-        tracing::error!(%upstream, event_id = %delivery.event_id, delivery = delivery.id,
-            %error, "delivery set aside as a dead letter: its body cannot be read");
+    async fn set_aside(
+        &self,
+        upstream: &str,
+        delivery: &DueDelivery,
+        error: &StoreError,
+    ) -> Result<(), StoreError> {
         let record = AttemptRecord {
             delivery_id: delivery.id,
             attempt: delivery.attempts + 1,
@@ -175,10 +190,10 @@ impl SqliteStore {
             response_head: Vec::new(),
             next: Next::Dead,
         };
-        if let Err(error) = self.submit(Op::Record(record)).await {
-            tracing::error!(%upstream, delivery = delivery.id, %error,
-                "cannot set aside a delivery whose body cannot be read");
-        }
+        self.submit(Op::Record(record)).await?;
+        tracing::error!(%upstream, event_id = %delivery.event_id, delivery = delivery.id,
+            %error, "delivery set aside as a dead letter: its body cannot be read");
+        Ok(())
     }
 
     /// From now on, calls `observe` after each commit with the number of requests it
@@ -661,8 +676,7 @@ impl Store for SqliteStore {
         let name = upstream;
         let upstream = upstream.to_owned();
         let skip = id_list(skip);
-        let bodies = self.bodies.clone();
-        let read = self
+        let rows = self
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT d.id, d.event_id, e.route, d.attempts, e.received_at, e.body,
@@ -687,24 +701,16 @@ impl Store for SqliteStore {
                     };
                     Ok((delivery, r.get::<_, Option<i64>>(10)?))
                 })?;
-                let (mut due, mut unreadable) = (Vec::new(), Vec::new());
-                for row in rows {
-                    let (mut delivery, in_file) = row?;
-                    match in_file.map(|size| bodies.read(&delivery.event_id, size)) {
-                        Some(Err(error)) => unreadable.push((delivery, error)),
-                        Some(Ok(body)) => {
-                            delivery.body = body.into();
-                            due.push(delivery);
-                        }
-                        None => due.push(delivery),
-                    }
-                }
-                Ok::<_, StoreError>((due, unreadable))
+                rows.collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        let (due, unreadable) = read;
+        // Body files are read without the reader's lock, so a slow one holds up no query.
+        let bodies = self.bodies.clone();
+        let (due, unreadable) = tokio::task::spawn_blocking(move || with_bodies(&bodies, rows))
+            .await
+            .map_err(|_| StoreError::Unavailable)??;
         for (delivery, error) in unreadable {
-            self.set_aside(name, &delivery, &error).await;
+            self.set_aside(name, &delivery, &error).await?;
         }
         Ok(due)
     }
@@ -810,6 +816,31 @@ impl Store for SqliteStore {
     async fn paused(&self) -> Result<Vec<String>, StoreError> {
         self.read(inspect::paused).await
     }
+}
+
+/// A delivery whose body cannot be read, and why.
+type SetAside = (DueDelivery, StoreError);
+
+/// Reads the bodies kept in files into the deliveries that carry them. A delivery whose file
+/// cannot be read is returned apart, with the reason; when the folder cannot be read, no
+/// delivery is judged and the read fails.
+fn with_bodies(
+    bodies: &Bodies,
+    rows: Vec<(DueDelivery, Option<i64>)>,
+) -> Result<(Vec<DueDelivery>, Vec<SetAside>), StoreError> {
+    let (mut due, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
+    for (mut delivery, in_file) in rows {
+        match in_file.map(|size| bodies.read(&delivery.event_id, size)) {
+            None => due.push(delivery),
+            Some(Ok(body)) => {
+                delivery.body = body.into();
+                due.push(delivery);
+            }
+            Some(Err(Unread::File(error))) => unreadable.push((delivery, error)),
+            Some(Err(Unread::Folder(error))) => return Err(error),
+        }
+    }
+    Ok((due, unreadable))
 }
 
 /// Delivery ids as a JSON array, bound as one parameter: the statement text stays the same

@@ -6,16 +6,15 @@
 //! more is written once instead, to `<database>-bodies/<event id>`, and synced before the
 //! transaction that records its event commits; the event's row keeps only its size.
 //!
-//! The folder is locked while a store has it open, so that no second gateway writes to the
-//! same store. A file no event refers to (left by a crash after the write and before the
-//! commit, or after a purge committed and before its files went) is removed when the store
-//! next opens.
+//! A file no event refers to (left by a crash after the write and before the commit, or
+//! after a purge committed and before its files went) is removed when the store next opens;
+//! the store's lock keeps any other gateway from writing meanwhile.
 
-use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -24,23 +23,28 @@ use crate::store::StoreError;
 /// Bodies this long or longer are kept in a file of their own.
 pub(super) const IN_FILE_FROM: usize = 64 * 1024;
 
-/// How long opening waits for the lock of a store that is closing in this process.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// The file that proves the folder takes writes; names that start with a dot are never
-/// bodies.
-const PROBE: &str = ".probe";
+/// The start of the names of the files that prove the folder takes writes; a name that
+/// starts with a dot is never a body's.
+const PROBE: &str = ".probe-";
 
 /// The folder of body files that belongs to one database.
 #[derive(Debug)]
 pub(super) struct Bodies {
     dir: PathBuf,
-    /// Held open, and locked, for as long as the store is.
-    _lock: File,
+    probes: AtomicU64,
+}
+
+/// Why a body could not be read back.
+#[derive(Debug)]
+pub(super) enum Unread {
+    /// The file itself: gone, of the wrong size, not a plain file, or not readable.
+    File(StoreError),
+    /// The folder cannot be read, so nothing can be said of the file.
+    Folder(StoreError),
 }
 
 impl Bodies {
-    /// The folder beside `database`, created readable by its owner only, and locked.
+    /// The folder beside `database`, created readable by its owner only.
     pub(super) fn beside(database: &Path) -> Result<Bodies, StoreError> {
         let mut name = database.file_name().unwrap_or_default().to_os_string();
         name.push("-bodies");
@@ -52,28 +56,14 @@ impl Bodies {
             )));
         }
         create(&dir)?;
-        let lock = File::open(&dir).map_err(|e| failed(&dir, &e))?;
-        let waiting = Instant::now();
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if waiting.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(StoreError::Database(format!(
-                        "{}: in use by another hookgate process; one store serves one gateway",
-                        dir.display()
-                    )));
-                }
-                Err(TryLockError::Error(e)) => return Err(failed(&dir, &e)),
-            }
-        }
-        Ok(Bodies { dir, _lock: lock })
+        Ok(Bodies {
+            dir,
+            probes: AtomicU64::new(0),
+        })
     }
 
-    fn path(&self, event_id: &str) -> PathBuf {
-        self.dir.join(event_id)
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// Opens a new file in the folder, making the folder again should it have gone.
@@ -104,16 +94,20 @@ impl Bodies {
             })
     }
 
-    /// Succeeds when the folder takes a new file.
+    /// Succeeds when the folder takes a new file: one of a name of its own, written, then
+    /// removed whatever came of the write.
     pub(super) fn probe(&self) -> Result<(), StoreError> {
-        let path = self.path(PROBE);
+        let n = self.probes.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{PROBE}{}-{n}", std::process::id());
+        let path = self.path(&name);
         let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true).mode(0o600);
-        self.open_new(&path, &options)
-            .and_then(|mut file| file.write_all(b"ok"))
-            .map_err(|e| failed(&path, &e))?;
-        self.remove(PROBE);
-        Ok(())
+        options.write(true).create_new(true).mode(0o600);
+        let written = self.open_new(&path, &options).and_then(|mut file| {
+            let written = file.write_all(b"ok");
+            self.remove(&name);
+            written
+        });
+        written.map_err(|e| failed(&path, &e))
     }
 
     /// Syncs the folder, so that the files written into it so far keep their names after a
@@ -124,18 +118,38 @@ impl Bodies {
             .map_err(|e| failed(&self.dir, &e))
     }
 
-    /// The body of `event_id`, `size` bytes long.
-    pub(super) fn read(&self, event_id: &str, size: i64) -> Result<Vec<u8>, StoreError> {
+    /// The body of `event_id`, `size` bytes long. Only a plain file is read, and no more of
+    /// it than one byte past `size`.
+    pub(super) fn read(&self, event_id: &str, size: i64) -> Result<Vec<u8>, Unread> {
         let path = self.path(event_id);
-        let body = std::fs::read(&path).map_err(|e| failed(&path, &e))?;
-        if body.len() as i64 != size {
-            return Err(StoreError::Database(format!(
-                "{}: {} bytes where the event records {size}",
-                path.display(),
-                body.len()
-            )));
+        let size = u64::try_from(size).unwrap_or(0);
+        let read = || -> io::Result<Vec<u8>> {
+            if !std::fs::symlink_metadata(&path)?.is_file() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a plain file",
+                ));
+            }
+            let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            File::open(&path)?.take(size + 1).read_to_end(&mut body)?;
+            Ok(body)
+        };
+        match read() {
+            Ok(body) if body.len() as u64 == size => Ok(body),
+            Ok(body) => {
+                let found = if body.len() as u64 > size {
+                    "more bytes".to_owned()
+                } else {
+                    format!("{} bytes", body.len())
+                };
+                Err(Unread::File(StoreError::Database(format!(
+                    "{}: {found} where the event records {size}",
+                    path.display()
+                ))))
+            }
+            Err(e) if std::fs::read_dir(&self.dir).is_ok() => Err(Unread::File(failed(&path, &e))),
+            Err(e) => Err(Unread::Folder(failed(&path, &e))),
         }
-        Ok(body)
     }
 
     /// Removes the body of `event_id`; one already gone is not an error. Says whether a
@@ -152,9 +166,9 @@ impl Bodies {
         }
     }
 
-    /// Removes the files that no event refers to; returns how many went. Run when the store
-    /// opens, before anything is written: no body of this process is on its way in, and the
-    /// lock keeps every other process out.
+    /// Removes the files that no event refers to, and probes a crash left; returns how many
+    /// went. Run when the store opens, before anything is written: no body of this process
+    /// is on its way in, and the store's lock keeps every other process out.
     pub(super) fn sweep(&self, conn: &Connection) -> Result<usize, StoreError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| failed(&self.dir, &e))?;
         let mut known = conn.prepare("SELECT 1 FROM events WHERE id = ?1")?;
@@ -162,14 +176,15 @@ impl Bodies {
         for entry in entries {
             let entry = entry.map_err(|e| failed(&self.dir, &e))?;
             let name = entry.file_name();
-            let Some(event_id) = name.to_str().filter(|n| !n.starts_with('.')) else {
+            let Some(name) = name.to_str() else {
                 continue;
             };
-            let orphan = known
-                .query_row([event_id], |_| Ok(()))
-                .optional()?
-                .is_none();
-            if orphan && self.remove(event_id) {
+            let unused = if name.starts_with('.') {
+                name.starts_with(PROBE)
+            } else {
+                known.query_row([name], |_| Ok(())).optional()?.is_none()
+            };
+            if unused && self.remove(name) {
                 removed += 1;
             }
         }
@@ -336,6 +351,73 @@ mod tests {
             "{error}"
         );
         drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_body_file_that_is_not_a_plain_file_is_set_aside_without_being_opened() {
+        let (dir, store) = open();
+        let folder = dir.path().join("data/test.db-bodies");
+        let fifo = store.accept(sized("fifo", IN_FILE_FROM)).await.unwrap();
+        let path = folder.join(&fifo.id);
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+
+        let read = tokio::time::timeout(Duration::from_secs(5), store.due("a", now_ms(), 10, &[]));
+        assert!(
+            read.await
+                .expect("a pipe is not waited on")
+                .unwrap()
+                .is_empty()
+        );
+        let view = store.delivery(fifo.deliveries[0]).await.unwrap().unwrap();
+        assert_eq!(view.state, DeliveryState::Dead);
+        assert!(view.last_error.unwrap().contains("not a plain file"));
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_read_fails_the_read_and_sets_nothing_aside() {
+        let (dir, store) = open();
+        let folder = dir.path().join("data/test.db-bodies");
+        let moved = dir.path().join("data/elsewhere");
+        let large = sized("k", IN_FILE_FROM);
+        let accepted = store.accept(large.clone()).await.unwrap();
+        std::fs::rename(&folder, &moved).unwrap();
+
+        assert!(store.due("a", now_ms(), 10, &[]).await.is_err());
+        let view = store
+            .delivery(accepted.deliveries[0])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.state, DeliveryState::Pending);
+
+        std::fs::rename(&moved, &folder).unwrap();
+        let due = store.due("a", now_ms(), 10, &[]).await.unwrap();
+        assert_eq!(due[0].body, large.body);
+    }
+
+    #[tokio::test]
+    async fn the_lock_outlasts_a_folder_made_again_and_probes_leave_no_file() {
+        let (dir, store) = open();
+        let db = dir.path().join("data/test.db");
+        let folder = dir.path().join("data/test.db-bodies");
+        std::fs::remove_dir(&folder).unwrap();
+        store.ping().await.unwrap();
+        store.ping().await.unwrap();
+        assert!(files(&folder).is_empty(), "{:?}", files(&folder));
+        let error = SqliteStore::open(&db).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("in use by another hookgate process"),
+            "{error}"
+        );
+        drop(store);
+
+        std::fs::write(folder.join(".probe-1-0"), b"left by a crash").unwrap();
+        let _store = SqliteStore::open(&db).unwrap();
+        assert!(files(&folder).is_empty(), "{:?}", files(&folder));
     }
 
     #[tokio::test]
