@@ -704,6 +704,9 @@ impl Store for SqliteStore {
                 rows.collect::<Result<Vec<_>, _>>()
             })
             .await?;
+        if rows.iter().all(|(_, in_file)| in_file.is_none()) {
+            return Ok(rows.into_iter().map(|(delivery, _)| delivery).collect());
+        }
         // Body files are read without the reader's lock, so a slow one holds up no query.
         let bodies = self.bodies.clone();
         let (due, unreadable) = tokio::task::spawn_blocking(move || with_bodies(&bodies, rows))
