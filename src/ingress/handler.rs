@@ -349,7 +349,7 @@ fn new_event(
         dedup_key,
         window: route.window,
         received_at: now_ms(),
-        headers: redacted_headers(&parts.headers, hidden).to_string(),
+        headers: redacted_headers(&parts.headers, hidden),
         content_type,
         upstreams: examined.upstreams,
         body,
