@@ -15,6 +15,14 @@ use crate::telemetry::REDACTED;
 /// The shared client.
 pub type Client = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+// The gateway's own request headers, named once rather than parsed for every attempt.
+const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const EVENT_ID: HeaderName = HeaderName::from_static("hookgate-event-id");
+const ROUTE: HeaderName = HeaderName::from_static("hookgate-route");
+const ATTEMPT: HeaderName = HeaderName::from_static("hookgate-attempt");
+
 /// How many bytes of an upstream's answer are kept with the attempt.
 pub(super) const RESPONSE_HEAD: usize = 1024;
 
@@ -50,29 +58,38 @@ pub(super) fn request(
     delivery: &DueDelivery,
     attempt: u32,
 ) -> Result<http::Request<Full<Bytes>>, http::Error> {
-    let mut builder = http::Request::post(upstream.url.clone())
-        .header(
-            "user-agent",
-            concat!("hookgate/", env!("CARGO_PKG_VERSION")),
-        )
-        .header("x-forwarded-for", &delivery.client_ip)
-        .header("x-forwarded-proto", &delivery.proto)
-        .header("hookgate-event-id", &delivery.event_id)
-        .header("hookgate-route", &delivery.route)
-        .header("hookgate-attempt", attempt);
+    let mut request = http::Request::new(Full::new(delivery.body.clone()));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = upstream.url.clone();
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
+    headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(&delivery.client_ip)?);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_str(&delivery.proto)?);
+    headers.insert(EVENT_ID, HeaderValue::from_str(&delivery.event_id)?);
+    headers.insert(ROUTE, HeaderValue::from_str(&delivery.route)?);
+    headers.insert(ATTEMPT, HeaderValue::from(attempt));
     if let Some(content_type) = &delivery.content_type {
-        builder = builder.header(http::header::CONTENT_TYPE, content_type);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type)?,
+        );
     }
     for (name, value) in forwarded(upstream, delivery) {
-        builder = builder.header(name, value);
+        headers.append(name, value);
     }
     if let Some(signer) = &upstream.signer {
         let now = crate::store::now_ms() as u64 / 1_000;
         for (name, value) in signer.headers(&delivery.event_id, now, &delivery.body) {
-            builder = builder.header(name, value);
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::try_from(value)?,
+            );
         }
     }
-    builder.body(Full::new(delivery.body.clone()))
+    Ok(request)
 }
 
 /// The upstream's `forward_headers` that the original request carried, read from the
