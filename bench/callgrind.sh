@@ -100,7 +100,7 @@ HOOKGATE_BENCH_SECRET=$secret valgrind --tool=callgrind --instr-atstart=no \
 gateway=$!
 pids+=("$gateway")
 wait_for "http://127.0.0.1:$admin_port/readyz"
-callgrind_control -i on "$gateway" >/dev/null
+callgrind_control -i on "$gateway" >/dev/null 2>&1
 wrk -t 1 -c 8 -d "${seconds}s" --timeout 10s -s "$repo/bench/requests.lua" \
     "https://127.0.0.1:$gateway_port/hooks/bench" -- "$work/requests" "$work/sent" "$rate" stop 1 \
     >"$work/wrk.out" 2>&1
