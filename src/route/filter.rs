@@ -49,8 +49,76 @@ impl Filter {
         let Some(json) = json else { return false };
         self.conditions.iter().all(|(pointer, accepted)| {
             json.pointer(pointer)
-                .is_some_and(|found| accepted.iter().any(|a| a == found))
+                .is_some_and(|found| accepted.iter().any(|a| same(a, found)))
         })
+    }
+}
+
+/// JSON equality with numbers compared by value: `100`, `100.0` and `1e2` are one number,
+/// however the sender's language writes it. (The parser keeps each number's text, so
+/// `Value`'s own equality compares how numbers are written.)
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => Decimal::of(x) == Decimal::of(y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A number as `±digits × 10^exponent`, the digits without leading or trailing zeros, so
+/// that two writings of one value compare equal, exactly and at any size.
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: String,
+    exponent: i64,
+}
+
+impl Decimal {
+    fn of(number: &serde_json::Number) -> Decimal {
+        let text = number.to_string();
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text.as_str()),
+        };
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            // An exponent past i64 is a value no filter names; it only has to stay apart.
+            Some((mantissa, exponent)) => (
+                mantissa,
+                exponent.parse().unwrap_or_else(|_| {
+                    if exponent.starts_with('-') {
+                        i64::MIN / 2
+                    } else {
+                        i64::MAX / 2
+                    }
+                }),
+            ),
+            None => (unsigned, 0_i64),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all = format!("{whole}{fraction}");
+        let significant = all.trim_start_matches('0');
+        let digits = significant.trim_end_matches('0');
+        if digits.is_empty() {
+            return Decimal {
+                negative: false,
+                digits: String::new(),
+                exponent: 0,
+            };
+        }
+        let trailing = (significant.len() - digits.len()) as i64;
+        Decimal {
+            negative,
+            digits: digits.to_owned(),
+            exponent: exponent
+                .saturating_sub(fraction.len() as i64)
+                .saturating_add(trailing),
+        }
     }
 }
 
@@ -83,6 +151,44 @@ mod tests {
         let f = filter(&[("/region", json!(["us-east", "eu-west"]))]);
         assert!(f.matches(Some(&json!({"region": "eu-west"}))));
         assert!(!f.matches(Some(&json!({"region": "ap-south"}))));
+    }
+
+    /// Values as a sender's JSON writes them; the parser keeps each number's text.
+    fn body(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn numbers_match_by_value_however_they_are_written() {
+        let f = filter(&[("/amount", body("100.0")), ("/score", body("[0.1, 7]"))]);
+        for amount in ["100", "100.0", "1e2", "100.00", "1E+2", "0.001e5"] {
+            let event = body(&format!(r#"{{"amount": {amount}, "score": 7.0}}"#));
+            assert!(f.matches(Some(&event)), "{amount}");
+        }
+        assert!(f.matches(Some(&body(r#"{"amount": 100, "score": 1e-1}"#))));
+        for amount in ["101", "10", "-100", "100.0000001", "\"100\""] {
+            let event = body(&format!(r#"{{"amount": {amount}, "score": 7}}"#));
+            assert!(!f.matches(Some(&event)), "{amount}");
+        }
+        let zero = filter(&[("/n", body("0"))]);
+        assert!(zero.matches(Some(&body(r#"{"n": -0.0}"#))));
+        let large = filter(&[("/n", body("9007199254740993"))]);
+        assert!(!large.matches(Some(&body(r#"{"n": 9007199254740992}"#))));
+        assert!(large.matches(Some(&body(r#"{"n": 9.007199254740993e15}"#))));
+        let huge = filter(&[("/n", body("1e99999999999999999999"))]);
+        assert!(!huge.matches(Some(&body(r#"{"n": 1e999}"#))));
+    }
+
+    #[test]
+    fn lists_and_objects_compare_their_numbers_by_value_too() {
+        let f = filter(&[
+            ("/pair", body("[[1, 2.5]]")),
+            ("/meta", body(r#"[{"v": 2}]"#)),
+        ]);
+        let event = body(r#"{"pair": [1.0, 25e-1], "meta": {"v": 2.0}}"#);
+        assert!(f.matches(Some(&event)));
+        let other = body(r#"{"pair": [1, 2.5, 3], "meta": {"v": 2}}"#);
+        assert!(!f.matches(Some(&other)));
     }
 
     #[test]
