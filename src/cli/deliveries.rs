@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::CliResult;
 use super::admin_client::{AdminClient, with_query};
-use super::table::{self, clip, time};
+use super::table::{self, clip, shown, time};
 use crate::config::Config;
 use crate::store::inspect::{DeliveryDetail, DeliveryView, EventDetail, RetriedAll};
 
@@ -159,23 +159,25 @@ async fn show(admin: &AdminClient, id: &str) -> CliResult {
     let path = format!("/api/events/{}", encode_segment(id));
     let detail: EventDetail = admin.get(&path).await?;
     let event = &detail.event;
+    // What a sender chose (the dedup key, the content type, headers) is shown with its
+    // control characters written out.
     say!("event      {}", event.id);
     say!("route      {}", event.route);
     say!("received   {} UTC", time(event.received_at));
     say!("size       {} bytes", event.size);
-    say!("dedup key  {}", event.dedup_key);
+    say!("dedup key  {}", shown(&event.dedup_key));
     say!(
         "type       {}",
-        event.content_type.as_deref().unwrap_or("-")
+        shown(event.content_type.as_deref().unwrap_or("-"))
     );
-    say!("client     {}", detail.client_ip);
+    say!("client     {}", shown(&detail.client_ip));
     if let Some(headers) = detail.headers.as_object() {
         say!("headers");
         for (name, value) in headers {
             let value = value
                 .as_str()
                 .map_or_else(|| value.to_string(), str::to_owned);
-            say!("  {name}: {value}");
+            say!("  {}: {}", shown(name), shown(&value));
         }
     }
     for delivery in &detail.deliveries {

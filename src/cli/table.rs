@@ -1,5 +1,7 @@
 //! Plain-text tables and times for the command line's listings.
 
+use std::borrow::Cow;
+
 /// Prints `rows` under `headers`, each column as wide as its widest cell.
 pub(super) fn print(headers: &[&str], rows: &[Vec<String>]) {
     say!("{}", render(headers, rows).trim_end_matches('\n'));
@@ -7,15 +9,19 @@ pub(super) fn print(headers: &[&str], rows: &[Vec<String>]) {
 
 /// The table as text, one line per row, columns two spaces apart.
 pub(super) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| shown(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    let header: Vec<Cow<'_, str>> = headers.iter().map(|h| Cow::Borrowed(*h)).collect();
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
+    for row in std::iter::once(&header).chain(&rows) {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -56,6 +62,26 @@ fn civil(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// `text` as it may reach a terminal: control characters (escape sequences, line breaks)
+/// written out as `\u{1b}`, so a value a sender chose can neither drive the terminal nor
+/// pass for lines of its own.
+pub(super) fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// `text` cut to `max` characters, with `…` when cut.
 pub(super) fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -84,5 +110,17 @@ mod tests {
         assert_eq!(render(&["ID", "STATE"], &rows), "ID  STATE\n12  dead\n");
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("abc", 4), "abc");
+    }
+
+    #[test]
+    fn control_characters_from_senders_are_written_out_not_sent_to_the_terminal() {
+        let key = "x\u{1b}[2J\nheaders\r";
+        assert_eq!(shown(key), "x\\u{1b}[2J\\u{a}headers\\u{d}");
+        assert_eq!(shown("plain: \"text\" é"), "plain: \"text\" é");
+        let rows = vec![vec![key.to_owned()]];
+        assert_eq!(
+            render(&["KEY"], &rows),
+            "KEY\nx\\u{1b}[2J\\u{a}headers\\u{d}\n"
+        );
     }
 }
