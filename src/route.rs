@@ -57,6 +57,17 @@ pub enum SignatureOver {
     Inflated,
 }
 
+/// Why a verified request's dedup key or upstreams cannot be read from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Examine {
+    /// The body, which the route reads as JSON.
+    #[error(transparent)]
+    Json(JsonError),
+    /// The dedup key.
+    #[error(transparent)]
+    Key(KeyError),
+}
+
 /// An upstream a route fans out to, with the condition an event must meet.
 #[derive(Debug)]
 pub struct Target {
@@ -74,19 +85,19 @@ impl Route {
 
     /// The dedup key and upstreams of a verified request. The body is parsed as JSON only
     /// when the route needs it, and then strictly (see [`crate::json`]).
-    pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, JsonError> {
+    pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, Examine> {
         let json = match self.needs_json() {
             true => {
                 let members = self.json_members();
                 let members: Vec<&str> = members.iter().map(String::as_str).collect();
-                Some(json::view(body, &members)?)
+                Some(json::view(body, &members).map_err(Examine::Json)?)
             }
             false => None,
         };
         let key = self
             .dedup
             .extract(headers, body, json.as_ref())
-            .map_err(|KeyError::NotJson| JsonError::NotJson)?;
+            .map_err(Examine::Key)?;
         let upstreams = self.upstreams_for(json.as_ref());
         Ok(Examined { key, upstreams })
     }

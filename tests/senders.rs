@@ -201,6 +201,42 @@ async fn github_and_generic_hmac_signatures_are_checked_with_rotated_secrets() {
 }
 
 #[tokio::test]
+async fn a_dedup_header_sent_twice_is_refused_and_one_beyond_ascii_is_kept_as_text() {
+    let routes = route(
+        "keyed",
+        "{ scheme = \"token\", header = \"x-token\", secrets = [\"t0ken\"] }",
+        "dedup = { key = \"header:x-request-id\" }",
+    );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let body = fixture("success.json");
+    let url = gw.url("/hooks/keyed");
+
+    let twice = [
+        ("x-token", "t0ken"),
+        ("x-request-id", "a1"),
+        ("x-request-id", "b1"),
+    ];
+    let answer = client.post(&url, &twice, &body).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["error"], "bad_dedup_header");
+
+    for (id, status) in [("café-1", 202), ("café-2", 202), ("café-1", 200)] {
+        let answer = client
+            .post(&url, &[("x-token", "t0ken"), ("x-request-id", id)], &body)
+            .await;
+        assert_eq!(answer.status, status, "{id}");
+    }
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 2).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        upstream.accepted().len(),
+        2,
+        "the refused request is not delivered"
+    );
+}
+
+#[tokio::test]
 async fn gzip_bodies_verify_over_the_bytes_the_route_names_and_arrive_inflated() {
     let hmac = "{ scheme = \"hmac\", header = \"X-Signature\", secrets = [\"k\"] }";
     let routes = route("wire", hmac, "signature_over = \"wire\"")

@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::json::JsonError;
+use crate::route::{Examine, KeyError};
 use crate::verify::VerifyError;
 
 /// A response body: always complete before it is sent.
@@ -50,6 +51,8 @@ pub enum Rejection {
     NotJson,
     /// The route reads the JSON body, and an object in it names a key twice.
     RepeatedKey,
+    /// The route keys on a header, and the request sends it twice or not as text.
+    DedupHeader(KeyError),
     /// The body's `Content-Encoding` is not one the gateway inflates.
     UnsupportedEncoding,
     /// Verification failed.
@@ -70,6 +73,16 @@ impl From<JsonError> for Rejection {
     }
 }
 
+impl From<Examine> for Rejection {
+    fn from(error: Examine) -> Rejection {
+        match error {
+            Examine::Json(e) => e.into(),
+            Examine::Key(KeyError::NotJson) => Rejection::NotJson,
+            Examine::Key(e) => Rejection::DedupHeader(e),
+        }
+    }
+}
+
 impl Rejection {
     /// The status answered.
     pub fn status(&self) -> StatusCode {
@@ -81,9 +94,10 @@ impl Rejection {
             Rejection::Limited { status, .. } => *status,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Rejection::BadBody | Rejection::NotJson | Rejection::RepeatedKey => {
-                StatusCode::BAD_REQUEST
-            }
+            Rejection::BadBody
+            | Rejection::NotJson
+            | Rejection::RepeatedKey
+            | Rejection::DedupHeader(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,6 +119,7 @@ impl Rejection {
             Rejection::BadBody => "bad_body",
             Rejection::NotJson => "not_json",
             Rejection::RepeatedKey => "repeated_json_key",
+            Rejection::DedupHeader(_) => "bad_dedup_header",
             Rejection::UnsupportedEncoding => "unsupported_encoding",
             Rejection::Unauthorized(_) => "unauthorized",
             Rejection::Unavailable { .. } => "unavailable",
@@ -130,6 +145,7 @@ impl Rejection {
             Rejection::BadBody => "body could not be read".into(),
             Rejection::NotJson => "this route needs a JSON body".into(),
             Rejection::RepeatedKey => "an object in the JSON body names the same key twice".into(),
+            Rejection::DedupHeader(e) => e.to_string(),
             Rejection::UnsupportedEncoding => {
                 "content-encoding must be gzip, deflate or none".into()
             }

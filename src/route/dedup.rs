@@ -15,11 +15,18 @@ pub enum DedupKey {
 }
 
 /// Why a key could not be taken from a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// The route keys on JSON but the body is not JSON.
     #[error("body is not JSON")]
     NotJson,
+    /// The route keys on a header the request sends more than once: which copy names the
+    /// event is not for the gateway to guess.
+    #[error("dedup header: sent more than once")]
+    RepeatedHeader,
+    /// The route keys on a header whose value is not UTF-8 text.
+    #[error("dedup header: not text")]
+    HeaderNotText,
 }
 
 /// A key taken from a request.
@@ -62,11 +69,7 @@ impl DedupKey {
     ) -> Result<Key, KeyError> {
         let found = match self {
             DedupKey::Body => None,
-            DedupKey::Header(name) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned),
+            DedupKey::Header(name) => header_text(headers, name)?,
             DedupKey::Json(pointer) => {
                 let json = json.ok_or(KeyError::NotJson)?;
                 json.pointer(pointer).and_then(scalar_text)
@@ -83,6 +86,20 @@ impl DedupKey {
             },
         })
     }
+}
+
+/// The one value of header `name` as text; none when it is absent or empty.
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, KeyError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(KeyError::RepeatedHeader);
+    }
+    // Text beyond ASCII (an id with an accent) is kept as it is, not dropped for the hash.
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| KeyError::HeaderNotText)?;
+    Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
 /// A JSON scalar as key text, typed so that `1`, `"1"` and `true` differ; numbers keep the
@@ -104,6 +121,7 @@ pub(super) fn body_hash(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use serde_json::json;
 
     #[test]
@@ -163,6 +181,33 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-github-delivery", "d-1".parse().unwrap());
         assert_eq!(key.extract(&headers, b"", None).unwrap().value, "d-1");
+    }
+
+    #[test]
+    fn a_header_key_is_one_value_of_text() {
+        let key = DedupKey::parse("header:x-request-id").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        );
+        assert_eq!(key.extract(&headers, b"", None).unwrap().value, "café");
+
+        headers.append("x-request-id", "other".parse().unwrap());
+        assert_eq!(
+            key.extract(&headers, b"", None),
+            Err(KeyError::RepeatedHeader)
+        );
+
+        headers.insert("x-request-id", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        assert_eq!(
+            key.extract(&headers, b"", None),
+            Err(KeyError::HeaderNotText)
+        );
+
+        headers.insert("x-request-id", HeaderValue::from_static(""));
+        let key = key.extract(&headers, b"{}", None).unwrap();
+        assert!(key.fell_back && key.value.starts_with("sha256:"));
     }
 
     #[test]
