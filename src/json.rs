@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserializer as _;
@@ -45,75 +45,226 @@ pub fn parse(body: &[u8]) -> Result<Value, JsonError> {
     }
 }
 
-/// The top-level members of a JSON object body named in `members`, parsed as [`parse`]
-/// would, in an object of their own; a body that is not an object is parsed whole.
+/// How much of the value at a JSON pointer a reader needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Read {
+    /// A string, number, boolean or null; an object or array there is left out of the
+    /// view, as no such reader (a dedup key, a filter on a plain value) can use one.
+    Scalar,
+    /// The value whatever it is, built whole (a filter that compares an object or a list).
+    Whole,
+}
+
+/// The parts of a JSON body that `reads` reach, parsed as [`parse`] would: the values at
+/// their pointers, in objects that hold only the keys on the way to them (an array on the
+/// way becomes an object keyed by the indices read). What is off those paths is checked to
+/// be JSON but not built, and the view answers [`serde_json::Value::pointer`] for each
+/// pointer read as the whole parse would, but for objects and arrays read as a scalar.
 ///
 /// A long body (a two-hour transcript holds a timestamp object per word) costs far more to
-/// build as a tree than everything else the gateway does with it, and a route reads only
-/// the members its JSON pointers start in. The other members are checked to be JSON but
-/// not built, so a repeated key inside them goes unremarked: nothing the gateway decides
-/// reads them. The top level's own keys are all checked for repeats.
-pub fn view(body: &[u8], members: &[&str]) -> Result<Value, JsonError> {
+/// build as a tree than everything else the gateway does with it, and a tree costs tens of
+/// times the body's size in memory. Every object on a path is checked for repeated keys,
+/// and so is what is built whole; a repeat elsewhere goes unremarked, as nothing the
+/// gateway decides reads it.
+pub fn view(body: &[u8], reads: &[(&str, Read)]) -> Result<Value, JsonError> {
     // Text that is skipped rather than built is not checked for UTF-8 by the parser.
     std::str::from_utf8(body).map_err(|_| JsonError::NotJson)?;
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return parse(body);
+    let mut paths = Paths::default();
+    for (pointer, read) in reads {
+        paths.add(pointer, *read);
     }
     let found = Cell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = deserializer.deserialize_map(Members {
-        wanted: members,
+    let parsed = Node {
+        paths: &paths,
         found: &found,
-    });
+    }
+    .deserialize(&mut deserializer);
     match (parsed, deserializer.end(), found.get()) {
-        (Ok(value), Ok(()), None) => Ok(value),
+        (Ok(value), Ok(()), None) => Ok(value.unwrap_or(Value::Null)),
         (Ok(_), Ok(()), Some(error)) => Err(error),
         _ => Err(JsonError::NotJson),
     }
 }
 
-/// The top level of [`view`]: builds the wanted members, skips the rest.
-struct Members<'a> {
-    wanted: &'a [&'a str],
+/// The pointers read, as a tree of their unescaped tokens.
+#[derive(Debug, Default)]
+struct Paths {
+    /// What is read where a pointer ends here.
+    end: Option<Read>,
+    next: BTreeMap<String, Paths>,
+}
+
+impl Paths {
+    fn add(&mut self, pointer: &str, read: Read) {
+        let mut node = self;
+        // A pointer is empty (the whole body) or starts with `/`.
+        for token in pointer.split('/').skip(1) {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            node = node.next.entry(token).or_default();
+        }
+        node.end = node.end.max(Some(read));
+    }
+
+    /// The children read by array index: tokens that name one (`0`, `17`; not `017`).
+    fn indices(&self) -> BTreeMap<usize, (&str, &Paths)> {
+        self.next
+            .iter()
+            .filter(|(token, _)| token.as_str() == "0" || !token.starts_with('0'))
+            .filter_map(|(token, paths)| Some((token.parse().ok()?, (token.as_str(), paths))))
+            .collect()
+    }
+}
+
+/// One value of [`view`]: built whole, built in part along the paths below it, or left
+/// out (`None`).
+#[derive(Clone, Copy)]
+struct Node<'a> {
+    paths: &'a Paths,
     found: &'a Cell<Option<JsonError>>,
 }
 
-impl<'de> Visitor<'de> for Members<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        // Keys borrowed from the body where they have no escapes; ordered rather than hashed,
-        // which for the dozen keys of a usual body is cheaper and for a hostile one still
-        // takes O(log n) a key.
-        let mut seen = BTreeSet::new();
-        while let Some(key) = map.next_key_seed(Key)? {
-            let problem = match &*key {
-                // The body began with `{`, so this is no number but an object posing as one.
-                NUMBER_TOKEN => Some(JsonError::ReservedKey),
-                _ if seen.contains(&key) => Some(JsonError::RepeatedKey),
-                _ => None,
-            };
-            if problem.is_some() && self.found.get().is_none() {
-                self.found.set(problem);
-            }
-            if self.wanted.contains(&&*key) {
-                let value = map.next_value_seed(Strict(self.found))?;
-                object.insert(key.clone().into_owned(), value);
-            } else {
-                map.next_value::<de::IgnoredAny>()?;
-            }
-            seen.insert(key);
+impl Node<'_> {
+    /// Notes the first problem found; reading goes on so that text which is not JSON at
+    /// all is still told apart.
+    fn note(&self, problem: JsonError) {
+        if self.found.get().is_none() {
+            self.found.set(Some(problem));
         }
-        Ok(Value::Object(object))
     }
 }
 
-/// A key of the top-level object: borrowed from the body, or owned when it had escapes.
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        if self.paths.end == Some(Read::Whole) {
+            return Strict(self.found).deserialize(d).map(Some);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+/// An array element: read along its paths, or skipped.
+struct Element<'a>(Option<Node<'a>>);
+
+impl<'de> DeserializeSeed<'de> for Element<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        match self.0 {
+            Some(node) => node.deserialize(d),
+            None => <de::IgnoredAny as de::Deserialize>::deserialize(d).map(|_| None),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Bool(value)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Number(value.into())))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Number(value.into())))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Option<Value>, E> {
+        Ok(Some(
+            Number::from_f64(value).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
+        let indices = self.paths.indices();
+        let mut read = Map::new();
+        let mut index = 0_usize;
+        loop {
+            let wanted = indices.get(&index);
+            let node = wanted.map(|(_, paths)| Node { paths, ..self });
+            let Some(value) = seq.next_element_seed(Element(node))? else {
+                break;
+            };
+            if let (Some((token, _)), Some(value)) = (wanted, value) {
+                read.insert((*token).to_owned(), value);
+            }
+            index += 1;
+        }
+        Ok((!self.paths.next.is_empty()).then_some(Value::Object(read)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+        let Some(first) = map.next_key_seed(Key)? else {
+            return Ok((!self.paths.next.is_empty()).then(|| Value::Object(Map::new())));
+        };
+        if first == NUMBER_TOKEN {
+            // A number whose digits serde_json keeps as text, or an object posing as one.
+            return match map.next_value_seed(Digits)? {
+                Some(digits) => digits
+                    .parse::<Number>()
+                    .map(|n| Some(Value::Number(n)))
+                    .map_err(de::Error::custom),
+                None => {
+                    self.note(JsonError::ReservedKey);
+                    while map
+                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                        .is_some()
+                    {}
+                    Ok(None)
+                }
+            };
+        }
+        let mut read = Map::new();
+        // Keys borrowed from the body where they have no escapes; ordered rather than hashed,
+        // which for the dozen keys of a usual object is cheaper and for a hostile one still
+        // takes O(log n) a key.
+        let mut seen = BTreeSet::new();
+        let mut key = Some(first);
+        while let Some(name) = key {
+            if name == NUMBER_TOKEN {
+                self.note(JsonError::ReservedKey);
+            } else if seen.contains(&name) {
+                self.note(JsonError::RepeatedKey);
+            }
+            match self.paths.next.get(&*name) {
+                Some(paths) => {
+                    if let Some(value) = map.next_value_seed(Node { paths, ..self })? {
+                        read.insert(name.clone().into_owned(), value);
+                    }
+                }
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            seen.insert(name);
+            key = map.next_key_seed(Key)?;
+        }
+        Ok((!self.paths.next.is_empty()).then_some(Value::Object(read)))
+    }
+}
+
+/// An object's key: borrowed from the body, or owned when it had escapes.
 struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
@@ -336,56 +487,89 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_view_builds_the_wanted_members_as_the_whole_parse_does() {
-        let body =
-            br#"{"request_id": "r1", "words": [{"w": "a", "w": "b"}], "n": 12345678901234567890123,
-                        "webhook_extra": {"region": "us-east"}, "status": "failed"}"#;
-        let view = view(body, &["request_id", "webhook_extra", "n", "absent"]).unwrap();
-        let whole: Value = serde_json::from_slice(body).unwrap();
-        for member in ["request_id", "webhook_extra", "n"] {
-            assert_eq!(view[member], whole[member], "{member}");
-        }
-        // What no pointer starts in is left out, repeated keys inside it included.
-        assert_eq!(view.as_object().unwrap().len(), 3);
+    /// Reads of plain values at `pointers`.
+    fn scalars<'a>(pointers: &[&'a str]) -> Vec<(&'a str, Read)> {
+        pointers.iter().map(|p| (*p, Read::Scalar)).collect()
     }
 
     #[test]
-    fn a_view_refuses_repeats_at_the_top_and_inside_wanted_members() {
+    fn a_view_reads_what_the_whole_parse_reads_at_each_pointer() {
+        let body = br#"{"request_id": "r1", "words": [{"w": "a", "w": "b"}, {"speaker": 2}],
+                        "n": 12345678901234567890123, "a/b": {"~": true},
+                        "webhook_extra": {"region": "us-east", "case": [1]}, "status": "failed"}"#;
+        let reads = [
+            ("/request_id", Read::Scalar),
+            ("/n", Read::Scalar),
+            ("/words/1/speaker", Read::Scalar),
+            ("/a~1b/~0", Read::Scalar),
+            ("/webhook_extra", Read::Whole),
+            ("/absent", Read::Scalar),
+        ];
+        let view = view(body, &reads).unwrap();
+        let whole: Value = serde_json::from_slice(body).unwrap();
+        for (pointer, _) in reads {
+            assert_eq!(view.pointer(pointer), whole.pointer(pointer), "{pointer}");
+        }
+        // What no pointer reaches is left out, the repeated key in the first word included.
+        assert!(view.get("status").is_none() && view.pointer("/words/0").is_none());
+    }
+
+    #[test]
+    fn an_object_or_array_read_as_a_scalar_is_left_out_unbuilt() {
+        let body = br#"{"status": [{"a": 1}, {"a": 1, "a": 2}], "id": {"x": 1}, "n": null}"#;
+        let view = view(body, &scalars(&["/status", "/id", "/n"])).unwrap();
+        assert_eq!(view, serde_json::json!({"n": null}));
+        let whole = super::view(body, &[("/id", Read::Whole)]).unwrap();
+        assert_eq!(whole, serde_json::json!({"id": {"x": 1}}));
+    }
+
+    #[test]
+    fn a_view_refuses_repeats_in_every_object_on_its_paths() {
         let top = br#"{"request_id": "a", "words": [], "request_id": "b"}"#;
-        assert_eq!(view(top, &["request_id"]), Err(JsonError::RepeatedKey));
+        let request_id = scalars(&["/request_id"]);
+        assert_eq!(view(top, &request_id), Err(JsonError::RepeatedKey));
         let skipped_twice = br#"{"words": 1, "words": 2, "request_id": "a"}"#;
         assert_eq!(
-            view(skipped_twice, &["request_id"]),
+            view(skipped_twice, &request_id),
             Err(JsonError::RepeatedKey)
         );
         let nested = br#"{"webhook_extra": {"region": "us", "region": "eu"}}"#;
-        assert_eq!(
-            view(nested, &["webhook_extra"]),
-            Err(JsonError::RepeatedKey)
-        );
+        let region = scalars(&["/webhook_extra/region"]);
+        assert_eq!(view(nested, &region), Err(JsonError::RepeatedKey));
+        let whole = [("/webhook_extra", Read::Whole)];
+        let deep = br#"{"webhook_extra": {"x": {"y": 1, "y": 2}}}"#;
+        assert_eq!(view(deep, &whole), Err(JsonError::RepeatedKey));
         let posing = br#"{"$serde_json::private::Number": "1"}"#;
         assert_eq!(view(posing, &[]), Err(JsonError::ReservedKey));
         let inside = br#"{"id": {"$serde_json::private::Number": "1"}}"#;
-        assert_eq!(view(inside, &["id"]), Err(JsonError::ReservedKey));
+        assert_eq!(
+            view(inside, &scalars(&["/id"])),
+            Err(JsonError::ReservedKey)
+        );
     }
 
     #[test]
-    fn a_view_reads_top_level_keys_written_with_escapes_as_their_text() {
+    fn a_view_reads_keys_written_with_escapes_as_their_text() {
         let escaped = br#"{"\u0069d": "x", "other": 1}"#;
-        assert_eq!(
-            view(escaped, &["id"]).unwrap(),
-            serde_json::json!({"id": "x"})
-        );
+        let id = scalars(&["/id"]);
+        assert_eq!(view(escaped, &id).unwrap(), serde_json::json!({"id": "x"}));
         let twice = br#"{"id": "x", "\u0069d": "y"}"#;
         assert_eq!(view(twice, &[]), Err(JsonError::RepeatedKey));
     }
 
     #[test]
-    fn a_view_of_what_is_not_a_json_object() {
-        assert_eq!(view(b"[1, 2]", &["x"]).unwrap(), serde_json::json!([1, 2]));
+    fn a_view_reads_arrays_by_index_and_bodies_that_are_not_objects() {
+        let list = view(b"[1, 2]", &scalars(&["/1", "/x", "/01"])).unwrap();
+        assert_eq!(list.pointer("/1"), Some(&serde_json::json!(2)));
+        assert_eq!(list.pointer("/x"), None);
+        assert_eq!(list.pointer("/01"), None);
+        assert_eq!(view(b"\"text\"", &scalars(&["/a"])).unwrap(), "text");
         for body in [&b"{"[..], b"{\"a\": [}", b"{\"a\": \"\xff\"}", b"{} x", b""] {
-            assert_eq!(view(body, &["a"]), Err(JsonError::NotJson), "{body:?}");
+            assert_eq!(
+                view(body, &scalars(&["/a"])),
+                Err(JsonError::NotJson),
+                "{body:?}"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ pub use dedup::{DedupKey, Key, KeyError};
 pub use filter::Filter;
 
 use crate::config::units::Rate;
-use crate::json::{self, JsonError};
+use crate::json::{self, JsonError, Read};
 use crate::verify::Verifier;
 
 /// A validated `[[routes]]` entry.
@@ -87,11 +87,7 @@ impl Route {
     /// when the route needs it, and then strictly (see [`crate::json`]).
     pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, Examine> {
         let json = match self.needs_json() {
-            true => {
-                let members = self.json_members();
-                let members: Vec<&str> = members.iter().map(String::as_str).collect();
-                Some(json::view(body, &members).map_err(Examine::Json)?)
-            }
+            true => Some(json::view(body, &self.json_reads()).map_err(Examine::Json)?),
             false => None,
         };
         let key = self
@@ -102,21 +98,14 @@ impl Route {
         Ok(Examined { key, upstreams })
     }
 
-    /// The top-level members of a JSON body that the route's pointers start in.
-    fn json_members(&self) -> Vec<String> {
+    /// What the route reads of a JSON body: its dedup key's value and its filters' values.
+    fn json_reads(&self) -> Vec<(&str, Read)> {
         let dedup = match &self.dedup {
-            DedupKey::Json(pointer) => Some(pointer.as_str()),
+            DedupKey::Json(pointer) => Some((pointer.as_str(), Read::Scalar)),
             _ => None,
         };
-        let filters = self.targets.iter().flat_map(|t| t.when.pointers());
-        let mut members: Vec<String> = dedup
-            .into_iter()
-            .chain(filters)
-            .filter_map(first_token)
-            .collect();
-        members.sort();
-        members.dedup();
-        members
+        let filters = self.targets.iter().flat_map(|t| t.when.reads());
+        dedup.into_iter().chain(filters).collect()
     }
 
     /// The upstreams that should receive an event with this (parsed) body.
@@ -136,12 +125,6 @@ pub struct Examined {
     pub key: Key,
     /// The upstreams that receive it.
     pub upstreams: Vec<Arc<str>>,
-}
-
-/// The member name a JSON pointer starts with, unescaped (`~1` is `/`, `~0` is `~`).
-fn first_token(pointer: &str) -> Option<String> {
-    let token = pointer.strip_prefix('/')?.split('/').next()?;
-    Some(token.replace("~1", "/").replace("~0", "~"))
 }
 
 /// The routes of one configuration, looked up by host and path.

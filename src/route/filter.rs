@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::json::Read;
+
 /// Every condition must hold: the value at each JSON pointer equals the expected value,
 /// or one of them when a list is given.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,8 +34,14 @@ impl Filter {
     }
 
     /// The JSON pointers the conditions read.
-    pub fn pointers(&self) -> impl Iterator<Item = &str> {
-        self.conditions.iter().map(|(pointer, _)| pointer.as_str())
+    pub fn reads(&self) -> impl Iterator<Item = (&str, Read)> {
+        self.conditions.iter().map(|(pointer, accepted)| {
+            let whole = accepted.iter().any(|a| a.is_array() || a.is_object());
+            (
+                pointer.as_str(),
+                if whole { Read::Whole } else { Read::Scalar },
+            )
+        })
     }
 
     /// Whether there are no conditions.

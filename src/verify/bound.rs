@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::VerifyError;
+use crate::json::Read;
 
 /// The object under which Pulse echoes the caller's `webhook_extra` pairs.
 const NESTED: &str = "webhook_extra";
@@ -19,10 +20,24 @@ pub(crate) fn check(body: &[u8], bound: &BTreeMap<String, String>) -> Result<(),
     if bound.is_empty() {
         return Ok(());
     }
+    // The view reads an array by index, as a pointer would; the pairs live in an object.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(VerifyError::Malformed("body"));
+    }
     // Strictly: a repeated key could be read one way here and another way upstream. Only
-    // the members the bound keys can be in are built.
-    let members: Vec<&str> = bound.keys().map(String::as_str).chain([NESTED]).collect();
-    let json = crate::json::view(body, &members).map_err(|_| VerifyError::Malformed("body"))?;
+    // the values at the bound keys are built.
+    let pointers: Vec<String> = bound
+        .keys()
+        .flat_map(|key| {
+            let token = key.replace('~', "~0").replace('/', "~1");
+            [format!("/{token}"), format!("/{NESTED}/{token}")]
+        })
+        .collect();
+    let reads: Vec<(&str, Read)> = pointers
+        .iter()
+        .map(|p| (p.as_str(), Read::Scalar))
+        .collect();
+    let json = crate::json::view(body, &reads).map_err(|_| VerifyError::Malformed("body"))?;
     let top = json.as_object().ok_or(VerifyError::Malformed("body"))?;
     let nested = top.get(NESTED).and_then(Value::as_object);
 
