@@ -48,13 +48,17 @@ fn plain_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
 
 /// Whether a header carries a credential and must never be shown.
 pub fn is_sensitive(name: &str) -> bool {
-    const WORDS: [&str; 6] = [
+    const WORDS: [&str; 10] = [
         "authorization",
         "cookie",
         "signature",
         "token",
         "secret",
         "hmac",
+        "api-key",
+        "apikey",
+        "password",
+        "credential",
     ];
     // A plain scan: names are short, and a substring searcher's set-up for each of the
     // words costs more than the search, on every header of every request.
@@ -134,6 +138,10 @@ mod tests {
             "set-cookie",
             "X-Hub-Signature",
             "x-hmac",
+            "X-Api-Key",
+            "x-apikey",
+            "X-Password",
+            "x-client-credentials",
         ] {
             assert!(is_sensitive(name), "{name}");
         }

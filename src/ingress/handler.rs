@@ -50,13 +50,16 @@ pub(super) async fn handle(
     let (parts, body) = request.into_parts();
     if let Err(rejection) = at_the_door(ingress, peer, &parts) {
         let (status, error) = (rejection.status().as_u16(), rejection.code());
-        tracing::info!(status, error, client = %peer.address.ip(), "rejected");
+        let latency_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(status, error, client = %peer.address.ip(), latency_ms, "rejected");
         ingress.metrics.request("none", error);
         return rejection.into_response();
     }
     let host = host_of(&parts);
     let Some(matched) = ingress.router.find(host.as_deref(), parts.uri.path()) else {
-        tracing::info!(status = 404, error = "not_found", "rejected");
+        let latency_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(status = 404, error = "not_found", client = %peer.address.ip(),
+            latency_ms, "rejected");
         ingress.metrics.request("none", Rejection::NotFound.code());
         return Rejection::NotFound.into_response();
     };

@@ -77,7 +77,7 @@ impl DedupKey {
         };
         Ok(match found {
             Some(value) => Key {
-                value,
+                value: bounded(value),
                 fell_back: false,
             },
             None => Key {
@@ -86,6 +86,19 @@ impl DedupKey {
             },
         })
     }
+}
+
+/// Longest key kept as it was sent; a longer one is kept as its hash. A key is stored twice
+/// (with its event and in the dedup table) and listed by the admin API, so its size is the
+/// gateway's to bound, not the sender's.
+const MAX_KEY: usize = 256;
+
+/// `key`, or `long:` and its hex SHA-256 when it is longer than [`MAX_KEY`] bytes.
+fn bounded(key: String) -> String {
+    if key.len() <= MAX_KEY {
+        return key;
+    }
+    format!("long:{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
 /// The one value of header `name` as text; none when it is absent or empty.
@@ -208,6 +221,23 @@ mod tests {
         headers.insert("x-request-id", HeaderValue::from_static(""));
         let key = key.extract(&headers, b"{}", None).unwrap();
         assert!(key.fell_back && key.value.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_long_key_is_kept_as_its_hash_and_still_tells_events_apart() {
+        let key = DedupKey::parse("json:/request_id").unwrap();
+        let of = |id: &str| {
+            let body = json!({ "request_id": id });
+            key.extract(&HeaderMap::new(), b"", Some(&body))
+                .unwrap()
+                .value
+        };
+        let long = "r".repeat(MAX_KEY * 100);
+        assert_eq!(of(&long), of(&long));
+        assert!(of(&long).starts_with("long:") && of(&long).len() < 80);
+        assert_ne!(of(&long), of(&(long.clone() + "x")));
+        let short = "r".repeat(MAX_KEY - 2);
+        assert_eq!(of(&short), format!("s:{short}"));
     }
 
     #[test]
