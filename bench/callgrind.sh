@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+source "$repo/bench/lib.sh"
 rate=${1:-200}
 seconds=${2:-10}
 work=${BENCH_WORK:-$repo/target/bench-callgrind}
@@ -40,16 +41,6 @@ stop_all() {
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop_all EXIT
-
-wait_for() {
-    local n
-    for n in $(seq 600); do
-        curl -fsk -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
-}
 
 missing=()
 for tool in wrk valgrind curl python3; do
@@ -99,7 +90,8 @@ HOOKGATE_BENCH_SECRET=$secret valgrind --tool=callgrind --instr-atstart=no \
     >"$work/hookgate.log" 2>&1 &
 gateway=$!
 pids+=("$gateway")
-wait_for "http://127.0.0.1:$admin_port/readyz"
+# Under valgrind the gateway starts slowly.
+wait_for "http://127.0.0.1:$admin_port/readyz" 60
 callgrind_control -i on "$gateway" >/dev/null 2>&1
 wrk -t 1 -c 8 -d "${seconds}s" --timeout 10s -s "$repo/bench/requests.lua" \
     "https://127.0.0.1:$gateway_port/hooks/bench" -- "$work/requests" "$work/sent" "$rate" stop 1 \

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+source "$repo/bench/lib.sh"
 
 duration=${BENCH_DURATION:-10}            # seconds of load per run
 threads=${BENCH_THREADS:-2}               # wrk threads
@@ -63,17 +64,6 @@ stop_one() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
     forget "$1"
-}
-
-# Waits (at most 30 s) until a URL answers 200.
-wait_for() {
-    local url=$1 n
-    for n in $(seq 300); do
-        curl -fsk -o /dev/null "$url" && return 0
-        sleep 0.1
-    done
-    echo "no answer from $url" >&2
-    return 1
 }
 
 install_tools() {

@@ -593,5 +593,6 @@ fn route_from_raw(
         max_body: max_body.min(ctx.server.max_body),
         allow: raw.allow,
         targets,
+        json_reads: Default::default(),
     })
 }

@@ -111,7 +111,7 @@ pub fn examine_body(data: &[u8]) {
         ("/webhook_extra", Read::Whole),
     ];
     if let Ok(whole) = crate::json::parse(data) {
-        let view = crate::json::view(data, &reads);
+        let view = crate::json::view(data, &crate::json::Reads::new(&reads));
         let view = view.unwrap_or_else(|e| panic!("the whole parse takes it, the view: {e}"));
         for (pointer, read) in reads {
             let plain =

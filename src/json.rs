@@ -66,17 +66,13 @@ pub enum Read {
 /// times the body's size in memory. Every object on a path is checked for repeated keys,
 /// and so is what is built whole; a repeat elsewhere goes unremarked, as nothing the
 /// gateway decides reads it.
-pub fn view(body: &[u8], reads: &[(&str, Read)]) -> Result<Value, JsonError> {
+pub fn view(body: &[u8], reads: &Reads) -> Result<Value, JsonError> {
     // Text that is skipped rather than built is not checked for UTF-8 by the parser.
     std::str::from_utf8(body).map_err(|_| JsonError::NotJson)?;
-    let mut paths = Paths::default();
-    for (pointer, read) in reads {
-        paths.add(pointer, *read);
-    }
     let found = Cell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = Node {
-        paths: &paths,
+        paths: &reads.0,
         found: &found,
     }
     .deserialize(&mut deserializer);
@@ -84,6 +80,22 @@ pub fn view(body: &[u8], reads: &[(&str, Read)]) -> Result<Value, JsonError> {
         (Ok(value), Ok(()), None) => Ok(value.unwrap_or(Value::Null)),
         (Ok(_), Ok(()), Some(error)) => Err(error),
         _ => Err(JsonError::NotJson),
+    }
+}
+
+/// What a reader reads of JSON bodies (pointers, and how much at each), prepared once for
+/// the many bodies it reads with [`view`].
+#[derive(Debug, Default)]
+pub struct Reads(Paths);
+
+impl Reads {
+    /// Prepares `reads`: pointers (empty, or starting with `/`) and what is read there.
+    pub fn new(reads: &[(&str, Read)]) -> Reads {
+        let mut paths = Paths::default();
+        for (pointer, read) in reads {
+            paths.add(pointer, *read);
+        }
+        Reads(paths)
     }
 }
 
@@ -487,6 +499,11 @@ mod tests {
         );
     }
 
+    /// [`super::view`] with `reads` prepared for this one body.
+    fn view(body: &[u8], reads: &[(&str, Read)]) -> Result<Value, JsonError> {
+        super::view(body, &Reads::new(reads))
+    }
+
     /// Reads of plain values at `pointers`.
     fn scalars<'a>(pointers: &[&'a str]) -> Vec<(&'a str, Read)> {
         pointers.iter().map(|p| (*p, Read::Scalar)).collect()
@@ -517,9 +534,9 @@ mod tests {
     #[test]
     fn an_object_or_array_read_as_a_scalar_is_left_out_unbuilt() {
         let body = br#"{"status": [{"a": 1}, {"a": 1, "a": 2}], "id": {"x": 1}, "n": null}"#;
-        let view = view(body, &scalars(&["/status", "/id", "/n"])).unwrap();
-        assert_eq!(view, serde_json::json!({"n": null}));
-        let whole = super::view(body, &[("/id", Read::Whole)]).unwrap();
+        let scalar = view(body, &scalars(&["/status", "/id", "/n"])).unwrap();
+        assert_eq!(scalar, serde_json::json!({"n": null}));
+        let whole = view(body, &[("/id", Read::Whole)]).unwrap();
         assert_eq!(whole, serde_json::json!({"id": {"x": 1}}));
     }
 

@@ -3,7 +3,7 @@
 mod dedup;
 mod filter;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
@@ -43,6 +43,9 @@ pub struct Route {
     pub allow: Vec<IpNet>,
     /// Upstreams that receive the route's events.
     pub targets: Vec<Target>,
+    /// What the route reads of JSON bodies, prepared on first use from `dedup` and
+    /// `targets`; left empty when the route is built.
+    pub(crate) json_reads: OnceLock<json::Reads>,
 }
 
 /// Which bytes of a compressed body the sender signed. The inflated bytes are what is
@@ -87,7 +90,12 @@ impl Route {
     /// when the route needs it, and then strictly (see [`crate::json`]).
     pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, Examine> {
         let json = match self.needs_json() {
-            true => Some(json::view(body, &self.json_reads()).map_err(Examine::Json)?),
+            true => {
+                let reads = self
+                    .json_reads
+                    .get_or_init(|| json::Reads::new(&self.reads()));
+                Some(json::view(body, reads).map_err(Examine::Json)?)
+            }
             false => None,
         };
         let key = self
@@ -99,7 +107,7 @@ impl Route {
     }
 
     /// What the route reads of a JSON body: its dedup key's value and its filters' values.
-    fn json_reads(&self) -> Vec<(&str, Read)> {
+    fn reads(&self) -> Vec<(&str, Read)> {
         let dedup = match &self.dedup {
             DedupKey::Json(pointer) => Some((pointer.as_str(), Read::Scalar)),
             _ => None,

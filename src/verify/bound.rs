@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::VerifyError;
-use crate::json::Read;
+use crate::json::{Read, Reads};
 
 /// The object under which Pulse echoes the caller's `webhook_extra` pairs.
 const NESTED: &str = "webhook_extra";
@@ -37,7 +37,8 @@ pub(crate) fn check(body: &[u8], bound: &BTreeMap<String, String>) -> Result<(),
         .iter()
         .map(|p| (p.as_str(), Read::Scalar))
         .collect();
-    let json = crate::json::view(body, &reads).map_err(|_| VerifyError::Malformed("body"))?;
+    let json =
+        crate::json::view(body, &Reads::new(&reads)).map_err(|_| VerifyError::Malformed("body"))?;
     let top = json.as_object().ok_or(VerifyError::Malformed("body"))?;
     let nested = top.get(NESTED).and_then(Value::as_object);
 
