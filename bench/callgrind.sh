@@ -103,6 +103,11 @@ wait "$gateway" || true
 requests=$(sed -n 's/^RESULT .*requests=\([0-9]*\).*/\1/p' "$work/wrk.out")
 ((requests > 0)) || { cat "$work/wrk.out" >&2; exit 1; }
 echo "$hookgate ($(git rev-parse --short HEAD 2>/dev/null || echo '?') checked out): $requests requests at $rate/s"
+# Under valgrind the gateway may not keep up, and the per-request figures then move with
+# how the requests fell into commits.
+if ((requests * 10 < rate * seconds * 9)); then
+    echo "WARNING: $requests requests answered, not the $((rate * seconds)) planned: the gateway did not keep up; try a lower rate"
+fi
 callgrind_annotate --inclusive=yes "$work/callgrind.out" >"$work/annotated.txt"
 total=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }' "$work/annotated.txt")
 printf '%-12s %s\n' "$((total / requests))" "all user-space instructions, per request"

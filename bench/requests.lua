@@ -4,7 +4,9 @@
 --   PREFIX   request files PREFIX.0, PREFIX.1, ... (one per thread)
 --   SENTLOG  each thread appends `REQUEST_ID SECONDS.NANOS` per request sent to SENTLOG.N
 --   RATE     requests per second for all threads together; 0 sends as fast as answers come
---   AT_END   "wrap" starts the file again; "stop" ends the thread (every request sent once)
+--   AT_END   "wrap" starts the file again; "stop" ends the thread: every request is sent once,
+--            but the thread's other connections may each send one more, a copy of one of
+--            the first requests, before the stop takes hold
 --   THREADS  the number given to wrk -t
 
 local ffi = require("ffi")
@@ -69,6 +71,7 @@ local function next_record()
   if not header then
     wraps = wraps + 1
     if at_end == "stop" then
+      -- The stop takes hold once this call returns, and a request must be returned.
       wrk.thread:stop()
     end
     file:seek("set", 0)

@@ -346,7 +346,8 @@ retry = { initial = "1s", max_delay = "5s" }'
     (while sleep 1; do echo "$SECONDS $(rss_mib "$gateway_pid")"; done) >"$dir/rss.log" &
     pids+=($!)
     local sampler=$!
-    # Every request is sent once; wrk is stopped once all are accepted, or when time runs out.
+    # Every request is sent once (and a few of the first ones again as wrk stops, answered
+    # as duplicates); wrk is stopped once all are accepted, or when time runs out.
     local limit=$((backlog / 200 + 60)) began ended wrk_pid
     began=$(date +%s.%N)
     wrk -t "$threads" -c "$connections" -d "${limit}s" --timeout 10s -s "$repo/bench/requests.lua" \
