@@ -679,3 +679,26 @@ fn forwarding_a_credential_header_is_a_configuration_error() {
         "{error}"
     );
 }
+
+#[test]
+fn keying_dedup_on_a_credential_header_is_a_configuration_error() {
+    let toml = |verify: &str, key: &str| {
+        server_toml("")
+            + &upstream_toml("sink", "http://127.0.0.1:9/", "")
+            + &route(
+                "r",
+                verify,
+                &format!("dedup = {{ key = \"header:{key}\" }}"),
+            )
+    };
+    let custom = "{ scheme = \"token\", header = \"X-Pulse-Key\", secrets = [\"t\"] }";
+    for key in ["X-Pulse-Key", "X-Api-Key", "Authorization"] {
+        let error = Site::new(&toml(custom, key)).config_error();
+        assert!(
+            error.contains("routes[0].dedup.key") && error.contains("credential"),
+            "{key}: {error}"
+        );
+    }
+    // An ordinary header is a key: this loads.
+    Site::new(&toml(custom, "X-Request-Id")).config();
+}
