@@ -63,9 +63,11 @@ pub enum Read {
 ///
 /// A long body (a two-hour transcript holds a timestamp object per word) costs far more to
 /// build as a tree than everything else the gateway does with it, and a tree costs tens of
-/// times the body's size in memory. Every object on a path is checked for repeated keys,
-/// and so is what is built whole; a repeat elsewhere goes unremarked, as nothing the
-/// gateway decides reads it.
+/// times the body's size in memory. A key on a path given twice in one object is refused,
+/// and so is a repeat anywhere in what is built whole; a repeat elsewhere goes unremarked,
+/// as nothing the gateway decides reads it. Off the paths the body is checked to be JSON
+/// text as the parser scans it, which lets pass some text that [`parse`] refuses: nesting
+/// past its depth limit, and escapes of lone surrogates.
 pub fn view(body: &[u8], reads: &Reads) -> Result<Value, JsonError> {
     // Text that is skipped rather than built is not checked for UTF-8 by the parser.
     std::str::from_utf8(body).map_err(|_| JsonError::NotJson)?;
@@ -118,10 +120,11 @@ impl Paths {
         node.end = node.end.max(Some(read));
     }
 
-    /// The children read by array index: tokens that name one (`0`, `17`; not `017`).
+    /// The children read by array index: tokens that name one (`0`, `17`; not `017`, `+1`).
     fn indices(&self) -> BTreeMap<usize, (&str, &Paths)> {
         self.next
             .iter()
+            .filter(|(token, _)| token.bytes().all(|b| b.is_ascii_digit()))
             .filter(|(token, _)| token.as_str() == "0" || !token.starts_with('0'))
             .filter_map(|(token, paths)| Some((token.parse().ok()?, (token.as_str(), paths))))
             .collect()
@@ -247,32 +250,41 @@ impl<'de> Visitor<'de> for Node<'_> {
                 }
             };
         }
+        if self.paths.next.is_empty() {
+            // An object where a plain value is read: nothing in it is read, so it is only
+            // checked to be JSON.
+            map.next_value::<de::IgnoredAny>()?;
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            return Ok(None);
+        }
         let mut read = Map::new();
-        // Keys borrowed from the body where they have no escapes; ordered rather than hashed,
-        // which for the dozen keys of a usual object is cheaper and for a hostile one still
-        // takes O(log n) a key.
+        // Only the keys on a path are remembered, so an object of millions of keys costs
+        // no more memory than one of a few.
         let mut seen = BTreeSet::new();
         let mut key = Some(first);
         while let Some(name) = key {
             if name == NUMBER_TOKEN {
                 self.note(JsonError::ReservedKey);
-            } else if seen.contains(&name) {
-                self.note(JsonError::RepeatedKey);
             }
-            match self.paths.next.get(&*name) {
-                Some(paths) => {
+            match self.paths.next.get_key_value(&*name) {
+                Some((token, paths)) => {
+                    if !seen.insert(token.as_str()) {
+                        self.note(JsonError::RepeatedKey);
+                    }
                     if let Some(value) = map.next_value_seed(Node { paths, ..self })? {
-                        read.insert(name.clone().into_owned(), value);
+                        read.insert(token.clone(), value);
                     }
                 }
                 None => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
-            seen.insert(name);
             key = map.next_key_seed(Key)?;
         }
-        Ok((!self.paths.next.is_empty()).then_some(Value::Object(read)))
+        Ok(Some(Value::Object(read)))
     }
 }
 
@@ -541,15 +553,16 @@ mod tests {
     }
 
     #[test]
-    fn a_view_refuses_repeats_in_every_object_on_its_paths() {
+    fn a_view_refuses_a_key_on_its_paths_given_twice_and_no_other() {
         let top = br#"{"request_id": "a", "words": [], "request_id": "b"}"#;
         let request_id = scalars(&["/request_id"]);
         assert_eq!(view(top, &request_id), Err(JsonError::RepeatedKey));
+        // Nothing the gateway decides reads `words`, nor what is in an object read as a
+        // plain value.
         let skipped_twice = br#"{"words": 1, "words": 2, "request_id": "a"}"#;
-        assert_eq!(
-            view(skipped_twice, &request_id),
-            Err(JsonError::RepeatedKey)
-        );
+        assert!(view(skipped_twice, &request_id).is_ok());
+        let inside_a_scalar = br#"{"request_id": {"a": 1, "a": 2}}"#;
+        assert!(view(inside_a_scalar, &request_id).is_ok());
         let nested = br#"{"webhook_extra": {"region": "us", "region": "eu"}}"#;
         let region = scalars(&["/webhook_extra/region"]);
         assert_eq!(view(nested, &region), Err(JsonError::RepeatedKey));
@@ -571,12 +584,14 @@ mod tests {
         let id = scalars(&["/id"]);
         assert_eq!(view(escaped, &id).unwrap(), serde_json::json!({"id": "x"}));
         let twice = br#"{"id": "x", "\u0069d": "y"}"#;
-        assert_eq!(view(twice, &[]), Err(JsonError::RepeatedKey));
+        assert_eq!(view(twice, &id), Err(JsonError::RepeatedKey));
     }
 
     #[test]
     fn a_view_reads_arrays_by_index_and_bodies_that_are_not_objects() {
-        let list = view(b"[1, 2]", &scalars(&["/1", "/x", "/01"])).unwrap();
+        let list = view(b"[1, 2]", &scalars(&["/1", "/x", "/01", "/+0", "/-1"])).unwrap();
+        assert_eq!(list.pointer("/+0"), None);
+        assert_eq!(list.pointer("/-1"), None);
         assert_eq!(list.pointer("/1"), Some(&serde_json::json!(2)));
         assert_eq!(list.pointer("/x"), None);
         assert_eq!(list.pointer("/01"), None);
