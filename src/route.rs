@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 
-pub use dedup::{DedupKey, Key, KeyError};
+pub use dedup::{DedupKey, Key, KeyError, bounded as bounded_key};
 pub use filter::Filter;
 
 use crate::config::units::Rate;

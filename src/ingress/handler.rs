@@ -14,7 +14,7 @@ use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
 use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
-use crate::route::{Route, SignatureOver};
+use crate::route::{Examined, Route, SignatureOver, bounded_key};
 use crate::store::{NewEvent, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
 use crate::telemetry::redacted_headers;
@@ -157,8 +157,27 @@ async fn accept(
     admit(ingress, route, client, &parts, tail, now)?;
 
     let read = read_verified(ingress, route, &parts, body, tail, now).await?;
-    let event = new_event(ingress, route, client, &parts, read.body, read.scope)?;
+    let examined = examine(route, &parts, &read.body).await?;
+    let event = new_event(
+        ingress, route, client, &parts, read.body, read.scope, examined,
+    );
     store(ingress, route, event).await
+}
+
+/// Bodies from this size on are read for their dedup key and filters on a blocking thread.
+const EXAMINE_APART: usize = 256 << 10;
+
+/// The dedup key and upstreams of a verified body. A large body takes a blocking thread
+/// for it, so that scanning megabytes of JSON holds up no other connection.
+async fn examine(route: &Arc<Route>, parts: &Parts, body: &Bytes) -> Result<Examined, Rejection> {
+    if body.len() < EXAMINE_APART {
+        return Ok(route.examine(&parts.headers, body)?);
+    }
+    let (route, headers, body) = (route.clone(), parts.headers.clone(), body.clone());
+    tokio::task::spawn_blocking(move || route.examine(&headers, &body))
+        .await
+        .map_err(|_| Rejection::BadBody)?
+        .map_err(Rejection::from)
 }
 
 /// A verified body, with its share of the budget for bodies in flight, held until stored.
@@ -327,8 +346,8 @@ fn new_event(
     parts: &Parts,
     body: Bytes,
     scope: Option<String>,
-) -> Result<NewEvent, Rejection> {
-    let examined = route.examine(&parts.headers, &body)?;
+    examined: Examined,
+) -> NewEvent {
     let key = examined.key;
     if key.fell_back {
         tracing::info!(route = %route.name, "dedup value missing, keyed on the body hash");
@@ -343,11 +362,11 @@ fn new_event(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let dedup_key = match scope {
-        Some(scope) => format!("{scope}|{}", key.value),
+        Some(scope) => bounded_key(format!("{scope}|{}", key.value)),
         None => key.value,
     };
     let hidden = route.verifier.credential_header();
-    Ok(NewEvent {
+    NewEvent {
         route: route.name.clone(),
         dedup_key,
         window: route.window,
@@ -358,7 +377,7 @@ fn new_event(
         body,
         client_ip: client.to_string(),
         proto: ingress.proto,
-    })
+    }
 }
 
 /// The request's host, lowercase and without port: `Host`, or the HTTP/2 authority.

@@ -94,7 +94,7 @@ impl DedupKey {
 const MAX_KEY: usize = 256;
 
 /// `key`, or `long:` and its hex SHA-256 when it is longer than [`MAX_KEY`] bytes.
-fn bounded(key: String) -> String {
+pub fn bounded(key: String) -> String {
     if key.len() <= MAX_KEY {
         return key;
     }
@@ -112,7 +112,19 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>,
     }
     // Text beyond ASCII (an id with an accent) is kept as it is, not dropped for the hash.
     let text = std::str::from_utf8(value.as_bytes()).map_err(|_| KeyError::HeaderNotText)?;
-    Ok((!text.is_empty()).then(|| text.to_owned()))
+    if text.is_empty() {
+        return Ok(None);
+    }
+    // The gateway's own keys start `sha256:` (a body's hash) and `long:` (a long key's
+    // hash). A value that starts so, or with the `h:` this puts before it, is marked, so
+    // that no value a sender chooses can stand for one of the gateway's keys.
+    if ["sha256:", "long:", "h:"]
+        .iter()
+        .any(|p| text.starts_with(p))
+    {
+        return Ok(Some(format!("h:{text}")));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 /// A JSON scalar as key text, typed so that `1`, `"1"` and `true` differ; numbers keep the
@@ -217,6 +229,16 @@ mod tests {
             key.extract(&headers, b"", None),
             Err(KeyError::HeaderNotText)
         );
+
+        for (sent, key_text) in [
+            ("sha256:00ff", "h:sha256:00ff"),
+            ("long:00ff", "h:long:00ff"),
+            ("h:x", "h:h:x"),
+            ("sha256", "sha256"),
+        ] {
+            headers.insert("x-request-id", HeaderValue::from_static(sent));
+            assert_eq!(key.extract(&headers, b"", None).unwrap().value, key_text);
+        }
 
         headers.insert("x-request-id", HeaderValue::from_static(""));
         let key = key.extract(&headers, b"{}", None).unwrap();
