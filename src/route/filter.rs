@@ -21,6 +21,7 @@ impl Filter {
             if !pointer.starts_with('/') {
                 return Err(format!("{pointer:?}: a JSON pointer starts with /"));
             }
+            plain_json(&expected).map_err(|e| format!("{pointer:?}: {e}"))?;
             let accepted = match expected {
                 Value::Array(values) if values.is_empty() => {
                     return Err(format!("{pointer:?}: an empty list matches nothing"));
@@ -59,6 +60,20 @@ impl Filter {
             json.pointer(pointer)
                 .is_some_and(|found| accepted.iter().any(|a| same(a, found)))
         })
+    }
+}
+
+/// Refuses what TOML can write but a JSON body cannot hold, so that a condition never
+/// silently means something else: `nan` and `inf` (which arrive as `null`) and dates.
+fn plain_json(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Null => Err("nan and inf are no JSON numbers".into()),
+        Value::Array(values) => values.iter().try_for_each(plain_json),
+        Value::Object(map) if map.contains_key("$__toml_private_datetime") => {
+            Err("a TOML date is no JSON value; write it as a string".into())
+        }
+        Value::Object(map) => map.values().try_for_each(plain_json),
+        _ => Ok(()),
     }
 }
 
@@ -197,6 +212,22 @@ mod tests {
         assert!(f.matches(Some(&event)));
         let other = body(r#"{"pair": [1, 2.5, 3], "meta": {"v": 2}}"#);
         assert!(!f.matches(Some(&other)));
+    }
+
+    #[test]
+    fn what_toml_writes_but_json_cannot_hold_is_refused() {
+        for when in [
+            "\"/x\" = nan",
+            "\"/x\" = inf",
+            "\"/x\" = [1, -inf]",
+            "\"/d\" = 1979-05-27T07:32:00Z",
+            "\"/m\" = { at = 1979-05-27 }",
+        ] {
+            let table: BTreeMap<String, Value> = toml::from_str(when).unwrap();
+            assert!(Filter::new(table).is_err(), "{when}");
+        }
+        let table: BTreeMap<String, Value> = toml::from_str("\"/d\" = \"1979-05-27\"").unwrap();
+        assert!(Filter::new(table).is_ok());
     }
 
     #[test]
