@@ -63,16 +63,17 @@ fn civil(days: i64) -> (i64, i64, i64) {
 }
 
 /// `text` as it may reach a terminal: control characters (escape sequences, line breaks)
-/// written out as `\u{1b}`, so a value a sender chose can neither drive the terminal nor
-/// pass for lines of its own.
+/// and the characters that reorder or break lines (bidirectional overrides, line and
+/// paragraph separators) written out as `\u{1b}`, so a value a sender chose can neither
+/// drive the terminal nor pass for text of its own.
 pub(super) fn shown(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
     Cow::Owned(
         text.chars()
             .map(|c| {
-                if c.is_control() {
+                if hidden(c) {
                     c.escape_unicode().to_string()
                 } else {
                     c.to_string()
@@ -80,6 +81,12 @@ pub(super) fn shown(text: &str) -> Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+/// Whether `c` is shown escaped by [`shown`].
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// `text` cut to `max` characters, with `…` when cut.
@@ -117,6 +124,7 @@ mod tests {
         let key = "x\u{1b}[2J\nheaders\r";
         assert_eq!(shown(key), "x\\u{1b}[2J\\u{a}headers\\u{d}");
         assert_eq!(shown("plain: \"text\" é"), "plain: \"text\" é");
+        assert_eq!(shown("a\u{202e}b\u{2028}c"), "a\\u{202e}b\\u{2028}c");
         let rows = vec![vec![key.to_owned()]];
         assert_eq!(
             render(&["KEY"], &rows),
