@@ -47,8 +47,9 @@ fn plain_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
 }
 
 /// Whether a header carries a credential and must never be shown: its name holds, in any
-/// case, `authorization`, `api-key`, `apikey`, `cookie`, `credential`, `signature`,
-/// `secret`, `token`, `hmac` or `password`.
+/// case, `auth` (`authorization` too), `api-key`, `api_key`, `apikey`, `access-key`,
+/// `access_key`, `cookie`, `credential`, `signature`, `secret`, `session`, `token`, `hmac`,
+/// `password`, `passwd`, `private-key` or `private_key`.
 pub fn is_sensitive(name: &str) -> bool {
     // One pass over the name, trying only the words that start with the byte at hand: this
     // runs for every header of every request.
@@ -60,12 +61,24 @@ pub fn is_sensitive(name: &str) -> bool {
                 .is_some_and(|part| part.eq_ignore_ascii_case(word.as_bytes()))
         };
         match rest[0].to_ascii_lowercase() {
-            b'a' => starts("authorization") || starts("api-key") || starts("apikey"),
+            b'a' => {
+                starts("auth")
+                    || starts("api-key")
+                    || starts("api_key")
+                    || starts("apikey")
+                    || starts("access-key")
+                    || starts("access_key")
+            }
             b'c' => starts("cookie") || starts("credential"),
-            b's' => starts("signature") || starts("secret"),
+            b's' => starts("signature") || starts("secret") || starts("session"),
             b't' => starts("token"),
             b'h' => starts("hmac"),
-            b'p' => starts("password"),
+            b'p' => {
+                starts("password")
+                    || starts("passwd")
+                    || starts("private-key")
+                    || starts("private_key")
+            }
             _ => false,
         }
     })
@@ -154,11 +167,12 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn the_one_pass_check_finds_each_word_anywhere_in_any_case(
-            name in "[a-zA-Z0-9_-]{0,12}(Authorization|API-key|apikey|cookie|credential|signature|secret|token|hmac|password|tok|api|pass|sig)?[a-zA-Z0-9_-]{0,12}"
+            name in "[a-zA-Z0-9_-]{0,12}(Auth|API-key|api_KEY|apikey|access-key|Access_Key|cookie|credential|signature|secret|Session|token|hmac|password|passwd|private-key|PRIVATE_key|tok|api|pass|sig|ses)?[a-zA-Z0-9_-]{0,12}"
         ) {
-            const WORDS: [&str; 10] = [
-                "authorization", "api-key", "apikey", "cookie", "credential",
-                "signature", "secret", "token", "hmac", "password",
+            const WORDS: [&str; 17] = [
+                "auth", "api-key", "api_key", "apikey", "access-key", "access_key", "cookie",
+                "credential", "signature", "secret", "session", "token", "hmac", "password",
+                "passwd", "private-key", "private_key",
             ];
             let lower = name.to_ascii_lowercase();
             let expected = WORDS.iter().any(|w| lower.contains(w));
