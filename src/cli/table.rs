@@ -86,7 +86,14 @@ pub(super) fn shown(text: &str) -> Cow<'_, str> {
 /// Whether `c` is shown escaped by [`shown`].
 fn hidden(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// `text` cut to `max` characters, with `…` when cut.
@@ -125,6 +132,7 @@ mod tests {
         assert_eq!(shown(key), "x\\u{1b}[2J\\u{a}headers\\u{d}");
         assert_eq!(shown("plain: \"text\" é"), "plain: \"text\" é");
         assert_eq!(shown("a\u{202e}b\u{2028}c"), "a\\u{202e}b\\u{2028}c");
+        assert_eq!(shown("a\u{61c}b"), "a\\u{61c}b");
         let rows = vec![vec![key.to_owned()]];
         assert_eq!(
             render(&["KEY"], &rows),
