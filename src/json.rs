@@ -181,34 +181,33 @@ impl<'de> Visitor<'de> for Node<'_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, value: bool) -> Result<Option<Value>, E> {
-        Ok(Some(Value::Bool(value)))
+    // A plain value is built as the whole parse builds it.
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_bool(value).map(Some)
     }
 
-    fn visit_i64<E>(self, value: i64) -> Result<Option<Value>, E> {
-        Ok(Some(Value::Number(value.into())))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_i64(value).map(Some)
     }
 
-    fn visit_u64<E>(self, value: u64) -> Result<Option<Value>, E> {
-        Ok(Some(Value::Number(value.into())))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_u64(value).map(Some)
     }
 
-    fn visit_f64<E>(self, value: f64) -> Result<Option<Value>, E> {
-        Ok(Some(
-            Number::from_f64(value).map_or(Value::Null, Value::Number),
-        ))
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_f64(value).map(Some)
     }
 
-    fn visit_str<E>(self, value: &str) -> Result<Option<Value>, E> {
-        Ok(Some(Value::String(value.to_owned())))
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_str(value).map(Some)
     }
 
-    fn visit_string<E>(self, value: String) -> Result<Option<Value>, E> {
-        Ok(Some(Value::String(value)))
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_string(value).map(Some)
     }
 
-    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
-        Ok(Some(Value::Null))
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Value>, E> {
+        Strict(self.found).visit_unit().map(Some)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
@@ -234,30 +233,17 @@ impl<'de> Visitor<'de> for Node<'_> {
             return Ok((!self.paths.next.is_empty()).then(|| Value::Object(Map::new())));
         };
         if first == NUMBER_TOKEN {
-            // A number whose digits serde_json keeps as text, or an object posing as one.
-            return match map.next_value_seed(Digits)? {
-                Some(digits) => digits
-                    .parse::<Number>()
-                    .map(|n| Some(Value::Number(n)))
-                    .map_err(de::Error::custom),
-                None => {
-                    self.note(JsonError::ReservedKey);
-                    while map
-                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-                        .is_some()
-                    {}
-                    Ok(None)
-                }
-            };
+            let number = number_under_token(&mut map)?;
+            if number.is_none() {
+                self.note(JsonError::ReservedKey);
+            }
+            return Ok(number.map(Value::Number));
         }
         if self.paths.next.is_empty() {
             // An object where a plain value is read: nothing in it is read, so it is only
             // checked to be JSON.
             map.next_value::<de::IgnoredAny>()?;
-            while map
-                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-                .is_some()
-            {}
+            skip_rest(&mut map)?;
             return Ok(None);
         }
         let mut read = Map::new();
@@ -381,23 +367,13 @@ impl<'de> Visitor<'de> for Strict<'_> {
             return Ok(Value::Object(Map::new()));
         };
         if first == NUMBER_TOKEN {
-            // A number whose digits serde_json keeps as text, or an object in the body that
-            // names the same key to pass for one: serde_json hands a number's digits over
-            // as an owned string, and a string from the body as a borrowed or escaped one.
-            return match map.next_value_seed(Digits)? {
-                Some(digits) => digits
-                    .parse::<Number>()
-                    .map(Value::Number)
-                    .map_err(de::Error::custom),
+            return Ok(match number_under_token(&mut map)? {
+                Some(number) => Value::Number(number),
                 None => {
                     self.0.set(Some(JsonError::ReservedKey));
-                    while map
-                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-                        .is_some()
-                    {}
-                    Ok(Value::Null)
+                    Value::Null
                 }
-            };
+            });
         }
         let mut object = Map::new();
         let mut key = Some(first);
@@ -410,6 +386,26 @@ impl<'de> Visitor<'de> for Strict<'_> {
         }
         Ok(Value::Object(object))
     }
+}
+
+/// What follows a first key of [`NUMBER_TOKEN`]: the number whose digits serde_json keeps
+/// as text that way, or `None` for an object in the body that names the key to pass for
+/// one, whose rest is then skipped. serde_json hands a number's digits over as an owned
+/// string, and a string from the body as a borrowed or escaped one.
+fn number_under_token<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Number>, A::Error> {
+    match map.next_value_seed(Digits)? {
+        Some(digits) => digits.parse().map(Some).map_err(de::Error::custom),
+        None => skip_rest(map).map(|()| None),
+    }
+}
+
+/// Reads the rest of an object without building it.
+fn skip_rest<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    while map
+        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok(())
 }
 
 /// The value under [`NUMBER_TOKEN`]: the digits when serde_json made them (an owned
@@ -444,11 +440,7 @@ impl<'de> Visitor<'de> for Digits {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
-        while map
-            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(None)
+        skip_rest(&mut map).map(|()| None)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
