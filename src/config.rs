@@ -525,14 +525,12 @@ fn route_from_raw(
             ctx.files.secret(&format!("{}.verify", ctx.key), source)
         })
         .map_err(|m| ctx.error("verify", m))?;
-    if let DedupKey::Header(name) = &dedup {
-        let credential = verifier.credential_header();
-        let own = credential.is_some_and(|h| h.eq_ignore_ascii_case(name.as_str()));
-        if own || crate::telemetry::is_sensitive(name.as_str()) {
-            // The key is stored, listed by the admin API and shown by the command line.
-            let msg = format!("{name} carries a credential, which would be kept as the key");
-            return Err(ctx.error("dedup.key", msg));
-        }
+    // The key is stored, listed by the admin API and shown by the command line.
+    if let DedupKey::Header(name) = &dedup
+        && crate::telemetry::is_credential(name.as_str(), verifier.credential_header())
+    {
+        let msg = format!("{name} carries a credential, which would be kept as the key");
+        return Err(ctx.error("dedup.key", msg));
     }
     if inline_secret {
         let msg = format!(

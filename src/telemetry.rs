@@ -84,6 +84,12 @@ pub fn is_sensitive(name: &str) -> bool {
     })
 }
 
+/// Whether header `name` carries a credential on a route whose own credential header is
+/// `own`: that header, or any name [`is_sensitive`] recognises.
+pub fn is_credential(name: &str, own: Option<&str>) -> bool {
+    own.is_some_and(|own| own.eq_ignore_ascii_case(name)) || is_sensitive(name)
+}
+
 /// What a redacted header's value reads in stored copies.
 pub const REDACTED: &str = "<redacted>";
 
@@ -105,10 +111,7 @@ impl Serialize for Redacted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.headers.keys_len()))?;
         for name in self.headers.keys() {
-            let named = self
-                .also
-                .is_some_and(|a| a.eq_ignore_ascii_case(name.as_str()));
-            if named || is_sensitive(name.as_str()) {
+            if is_credential(name.as_str(), self.also) {
                 map.serialize_entry(name.as_str(), REDACTED)?;
                 continue;
             }
