@@ -587,6 +587,7 @@ fn route_from_raw(
             ctx.key, ctx.server.max_body
         ));
     }
+    let json_reads = crate::route::json_reads(&dedup, &targets);
     Ok(Route {
         name: raw.name.into(),
         path: raw.path,
@@ -600,6 +601,6 @@ fn route_from_raw(
         max_body: max_body.min(ctx.server.max_body),
         allow: raw.allow,
         targets,
-        json_reads: Default::default(),
+        json_reads,
     })
 }

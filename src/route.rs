@@ -3,13 +3,13 @@
 mod dedup;
 mod filter;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 
-pub use dedup::{DedupKey, Key, KeyError, bounded as bounded_key};
+pub use dedup::{DedupKey, Key, KeyError};
 pub use filter::Filter;
 
 use crate::config::units::Rate;
@@ -43,9 +43,9 @@ pub struct Route {
     pub allow: Vec<IpNet>,
     /// Upstreams that receive the route's events.
     pub targets: Vec<Target>,
-    /// What the route reads of JSON bodies, prepared on first use from `dedup` and
-    /// `targets`; left empty when the route is built.
-    pub(crate) json_reads: OnceLock<json::Reads>,
+    /// What the route reads of JSON bodies, prepared from `dedup` and `targets` by
+    /// [`json_reads`] when the route is built.
+    pub json_reads: json::Reads,
 }
 
 /// Which bytes of a compressed body the sender signed. The inflated bytes are what is
@@ -58,6 +58,17 @@ pub enum SignatureOver {
     Wire,
     /// The bytes after inflating.
     Inflated,
+}
+
+/// What a route with this dedup key and these targets reads of a JSON body: the dedup
+/// key's value and its filters' values.
+pub fn json_reads(dedup: &DedupKey, targets: &[Target]) -> json::Reads {
+    let dedup = match dedup {
+        DedupKey::Json(pointer) => Some((pointer.as_str(), Read::Scalar)),
+        _ => None,
+    };
+    let filters = targets.iter().flat_map(|t| t.when.reads());
+    json::Reads::new(&dedup.into_iter().chain(filters).collect::<Vec<_>>())
 }
 
 /// Why a verified request's dedup key or upstreams cannot be read from it.
@@ -90,12 +101,7 @@ impl Route {
     /// when the route needs it, and then strictly (see [`crate::json`]).
     pub fn examine(&self, headers: &HeaderMap, body: &[u8]) -> Result<Examined, Examine> {
         let json = match self.needs_json() {
-            true => {
-                let reads = self
-                    .json_reads
-                    .get_or_init(|| json::Reads::new(&self.reads()));
-                Some(json::view(body, reads).map_err(Examine::Json)?)
-            }
+            true => Some(json::view(body, &self.json_reads).map_err(Examine::Json)?),
             false => None,
         };
         let key = self
@@ -104,16 +110,6 @@ impl Route {
             .map_err(Examine::Key)?;
         let upstreams = self.upstreams_for(json.as_ref());
         Ok(Examined { key, upstreams })
-    }
-
-    /// What the route reads of a JSON body: its dedup key's value and its filters' values.
-    fn reads(&self) -> Vec<(&str, Read)> {
-        let dedup = match &self.dedup {
-            DedupKey::Json(pointer) => Some((pointer.as_str(), Read::Scalar)),
-            _ => None,
-        };
-        let filters = self.targets.iter().flat_map(|t| t.when.reads());
-        dedup.into_iter().chain(filters).collect()
     }
 
     /// The upstreams that should receive an event with this (parsed) body.

@@ -14,7 +14,7 @@ use super::body::{declared_length, read_capped};
 use super::client_ip::client_ip;
 use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
-use crate::route::{Examined, Route, SignatureOver, bounded_key};
+use crate::route::{Examined, Route, SignatureOver};
 use crate::store::{NewEvent, now_ms};
 use crate::telemetry::metrics::{RouteLabel, RouteOutcome, RouteReason};
 use crate::telemetry::redacted_headers;
@@ -361,10 +361,7 @@ fn new_event(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let dedup_key = match scope {
-        Some(scope) => bounded_key(format!("{scope}|{}", key.value)),
-        None => key.value,
-    };
+    let dedup_key = key.stored(scope.as_deref());
     let hidden = route.verifier.credential_header();
     NewEvent {
         route: route.name.clone(),

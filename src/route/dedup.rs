@@ -93,8 +93,19 @@ impl DedupKey {
 /// gateway's to bound, not the sender's.
 const MAX_KEY: usize = 256;
 
+impl Key {
+    /// The key as stored: after `scope` (the values a signed URL binds) when there is one,
+    /// and bounded like every key.
+    pub fn stored(self, scope: Option<&str>) -> String {
+        match scope {
+            Some(scope) => bounded(format!("{scope}|{}", self.value)),
+            None => self.value,
+        }
+    }
+}
+
 /// `key`, or `long:` and its hex SHA-256 when it is longer than [`MAX_KEY`] bytes.
-pub fn bounded(key: String) -> String {
+fn bounded(key: String) -> String {
     if key.len() <= MAX_KEY {
         return key;
     }
