@@ -10,3 +10,16 @@ wait_for() {
     echo "no answer from $url" >&2
     return 1
 }
+
+# Processes a script started; `stop_all` ends them, and scripts run it on exit.
+pids=()
+stop_all() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+}

@@ -31,17 +31,6 @@ upstream_port=$((base + 3)) admin_port=$((base + 4))
 hookgate=${BENCH_HOOKGATE:-$repo/target/release/hookgate}  # another build, to compare
 tools=$repo/bench/tools/target/release/hookgate-bench
 
-pids=()
-stop_all() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
