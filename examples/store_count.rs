@@ -1,5 +1,6 @@
-//! A fixed amount of store work, for counting its instructions: ROUNDS times, 64 events
-//! accepted together (one group commit), then one delivered attempt recorded for each.
+//! A fixed amount of store work, for counting its instructions: ROUNDS times, GROUP events
+//! (64 unless given) accepted together in one group commit, then one delivered attempt
+//! recorded for each. A small GROUP stands for a moderate rate, where commits are small.
 //!
 //! Timings on a shared machine move by tens of percent; an instruction count does not.
 //! `bench/README.md` shows how it is run under `valgrind --tool=callgrind`:
@@ -7,6 +8,7 @@
 //! ```sh
 //! cargo build --release --example store_count
 //! valgrind --tool=callgrind target/release/examples/store_count "$(mktemp -d)" 30
+//! valgrind --tool=callgrind target/release/examples/store_count "$(mktemp -d)" 320 6
 //! ```
 #![allow(
     clippy::expect_used,
@@ -22,16 +24,19 @@ use hookgate::store::{AttemptRecord, NewEvent, Next, Store, now_ms};
 #[path = "../benches/support/events.rs"]
 mod events;
 
-/// Events accepted together in each round.
+/// Events accepted together in each round, unless the command line says otherwise.
 const GROUP: u64 = 64;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(rounds)) = (args.next(), args.next()) else {
-        eprintln!("usage: store_count FOLDER ROUNDS");
+        eprintln!("usage: store_count FOLDER ROUNDS [GROUP]");
         std::process::exit(2);
     };
     let rounds: u64 = rounds.parse().expect("ROUNDS is a number");
+    let group: u64 = args
+        .next()
+        .map_or(GROUP, |g| g.parse().expect("GROUP is a number"));
     let store = SqliteStore::open(&std::path::Path::new(&dir).join("count.db")).expect("a store");
     let store = Arc::new(store);
     let body = events::sample();
@@ -41,9 +46,9 @@ fn main() {
         .expect("a runtime");
     rt.block_on(async {
         for round in 0..rounds {
-            let accepts = (0..GROUP).map(|n| {
+            let accepts = (0..group).map(|n| {
                 let store = store.clone();
-                let event = event(&body, round * GROUP + n);
+                let event = event(&body, round * group + n);
                 tokio::spawn(async move { store.accept(event).await.expect("accepted") })
             });
             let mut deliveries = Vec::new();
