@@ -56,7 +56,7 @@ fixtures=$repo/../shared/fixtures/pulse
 cat >"$work/gateway.toml" <<EOF
 [server]
 listen = "127.0.0.1:$gateway_port"
-tls = { cert = "$work/cert.pem", key = "$work/key.pem" }
+tls = { cert = "$work/cert.pem", key = "$work/key.pem", create = true }
 
 [admin]
 listen = "127.0.0.1:$admin_port"

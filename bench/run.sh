@@ -144,7 +144,7 @@ write_gateway_config() {
     local data=$1 list=$2 extra=$3 name
     {
         printf '[server]\nlisten = "127.0.0.1:%s"\n' "$gateway_port"
-        printf 'tls = { cert = "%s/cert.pem", key = "%s/key.pem" }\nmax_body = "8MiB"\n' "$work" "$work"
+        printf 'tls = { cert = "%s/cert.pem", key = "%s/key.pem", create = true }\nmax_body = "8MiB"\n' "$work" "$work"
         printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$admin_port"
         printf '\n[store]\npath = "%s/hookgate.db"\nhigh_water = %s\n' "$data" $((backlog * 2 + 1000000))
         for name in one two three; do

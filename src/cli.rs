@@ -37,6 +37,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::config::secret::Reading;
+use crate::telemetry::LogTo;
 
 /// The body of [`say!`].
 pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
@@ -100,7 +101,13 @@ pub fn main() -> ExitCode {
             (file.level.unwrap_or_else(|| "info".to_owned()), file.json)
         }
     };
-    crate::telemetry::init(cli.log_json || json, &level);
+    // Only the gateway logs to standard output; every other command prints its result
+    // there, which a log line (a development secret created, say) must not get into.
+    let to = match cli.command {
+        None | Some(Command::Run) => LogTo::Stdout,
+        Some(_) => LogTo::Stderr,
+    };
+    crate::telemetry::init(cli.log_json || json, &level, to);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -140,6 +140,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// PEM CA certificates that clients must present a certificate from (mTLS).
     pub client_ca: Option<PathBuf>,
+    /// Whether a start creates a self-signed development pair when neither file exists;
+    /// otherwise missing files are an error, as a production listener should have.
+    pub create: bool,
 }
 
 /// What is wrong with a configuration file, and where.
@@ -351,6 +354,7 @@ fn server(
         cert: base.join(t.cert),
         key: base.join(t.key),
         client_ca: t.client_ca.map(|ca| base.join(ca)),
+        create: t.create,
     });
     if tls.is_none() {
         warnings.push("server.tls is not set: the listener speaks plain HTTP".into());

@@ -9,19 +9,39 @@ use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format;
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// Standard output: the gateway's own stream, which a service manager collects.
+    Stdout,
+    /// Standard error: for commands whose standard output is their result, such as `sign`.
+    Stderr,
+}
+
 /// Starts the global subscriber: `RUST_LOG`, else `default_level`; human lines or JSON.
 ///
 /// Without `RUST_LOG`, the TLS library logs errors only: its warnings are about what peers
 /// send (an IP address as server name, as some clients do, on every connection), and the
 /// gateway logs failed handshakes itself at `debug`.
-pub fn init(json: bool, default_level: &str) {
+pub fn init(json: bool, default_level: &str, to: LogTo) {
+    match to {
+        LogTo::Stdout => install(json, default_level, std::io::stdout),
+        LogTo::Stderr => install(json, default_level, std::io::stderr),
+    }
+}
+
+fn install<S>(json: bool, default_level: &str, stream: fn() -> S)
+where
+    S: std::io::Write + std::io::IsTerminal + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},rustls=error")));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let ansi = stream().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .with_writer(stream);
     // A second initialisation (tests, the demo) keeps the first subscriber.
     let _ = if json {
         builder.json().try_init()

@@ -218,7 +218,43 @@ async fn callback_url_prints_a_url_the_gateway_accepts() {
 
 #[test]
 fn the_deploy_configuration_checks_with_its_secrets_in_the_environment() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.toml");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.toml");
+    // As shipped, its certificate is wherever the operator puts it; a check before it is
+    // there says so, and what to do.
+    let early = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "-c"])
+        .arg(&shipped)
+        .env("PULSE_TOKEN", "a-token-from-the-environment")
+        .env("HOOKGATE_ADMIN_TOKEN", "an-admin-token")
+        .output()
+        .unwrap();
+    assert!(!early.status.success(), "{}", text(&early));
+    assert!(
+        text(&early).contains("/etc/hookgate/certs/gateway.crt: missing")
+            && text(&early).contains("create = true"),
+        "{}",
+        text(&early)
+    );
+
+    // With the pair in place, the same file checks.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    hookgate::ingress::tls::Tls::load(&hookgate::config::TlsFiles {
+        cert: certs.join("gateway.crt"),
+        key: certs.join("gateway.key"),
+        client_ca: None,
+        create: true,
+    })
+    .unwrap();
+    let text_of_file = std::fs::read_to_string(&shipped).unwrap();
+    assert!(text_of_file.contains("/etc/hookgate/certs/"));
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        text_of_file.replace("/etc/hookgate/certs", certs.to_str().unwrap()),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["check", "-c"])
         .arg(&path)
@@ -349,6 +385,78 @@ fn check_loads_the_certificate_and_key_as_a_start_would() {
     let out = hookgate(&site.config_path, &["check"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("gateway.key"), "{}", text(&out));
+}
+
+#[test]
+fn without_create_a_missing_certificate_stops_a_start_and_nothing_is_made() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\n\
+        tls = { cert = \"certs/gateway.crt\", key = \"certs/gateway.key\" }\n"
+        .to_owned()
+        + &upstream_toml("u", "http://127.0.0.1:9/", "")
+        + &pulse_route("[\"u\"]");
+    let site = Site::new(&toml);
+    for command in ["check", "run"] {
+        let out = ended_within(&site.config_path, command, Duration::from_secs(30));
+        assert!(!out.status.success(), "{command}: {}", text(&out));
+        let shown = text(&out);
+        assert!(
+            shown.contains("certs/gateway.crt: missing, and so is")
+                && shown.contains("certs/gateway.key")
+                && shown.contains("`create = true`"),
+            "{command}: {shown}"
+        );
+        assert!(!site.cert_path().exists(), "{command} made a certificate");
+    }
+}
+
+/// Runs `command`, killing it if it has not ended by `limit` (a start that should have
+/// failed would otherwise serve until the test run is stopped).
+fn ended_within(config: &Path, command: &str, limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("-c")
+        .arg(config)
+        .arg(command)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sign_prints_only_its_result_on_standard_output() {
+    // The shipped file creates the Pulse token on first use, and says so in a log line;
+    // that line goes to standard error, not into what a script reads.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml"),
+        &path,
+    )
+    .unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, br#"{"request_id":"r1"}"#).unwrap();
+    let out = hookgate(&path, &["sign", "--route", "pulse", body.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = std::fs::read_to_string(dir.path().join("certs/pulse.token")).unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("url: https://") && first.ends_with(&format!("token={}", token.trim())),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("development secret"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("created a development secret"), "{stderr}");
 }
 
 #[test]

@@ -352,7 +352,7 @@ async fn with_client_ca_set_only_a_certificate_it_issued_gets_in_and_others_get_
     let (ca, trusted, trusted_key, stranger, stranger_key) = client_identities();
     let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
     let toml = "[server]\nlisten = \"127.0.0.1:0\"\ntls = { cert = \"certs/gateway.crt\", \
-                key = \"certs/gateway.key\", client_ca = \"clients.pem\" }\n"
+                key = \"certs/gateway.key\", client_ca = \"clients.pem\", create = true }\n"
         .to_owned()
         + &upstream_toml("u", &upstream.url("/in"), "")
         + &pulse_route("[\"u\"]");

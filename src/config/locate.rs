@@ -36,12 +36,7 @@ impl Locator<'_> {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let table = self.text[..line_start]
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.starts_with('['))
-            .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+        let table = table_at(&self.text[..line_start]);
 
         let spanned = &self.text[start..end];
         let is_key = |s: &str| {
@@ -73,6 +68,27 @@ impl Locator<'_> {
             path.join(".")
         }
     }
+}
+
+/// The table the end of `before` is in: `server` for `[server]`, and `routes[1]` for the
+/// second `[[routes]]`, as errors found after parsing name them.
+fn table_at(before: &str) -> Option<String> {
+    let header = |line: &str| {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        line.starts_with('[').then(|| line.to_owned())
+    };
+    let last = before.lines().rev().find_map(header)?;
+    if !last.starts_with("[[") {
+        return Some(last.trim_matches(['[', ']']).trim().to_owned());
+    }
+    let name = last.trim_matches(['[', ']']).trim();
+    let index = before
+        .lines()
+        .filter_map(header)
+        .filter(|l| l.starts_with("[[") && l.trim_matches(['[', ']']).trim() == name)
+        .count()
+        - 1;
+    Some(format!("{name}[{index}]"))
 }
 
 /// The keys of the inline tables (`retry = { ...`) still open at the end of `line`.
@@ -166,5 +182,21 @@ mod tests {
         };
         let start = text.find("bogus").unwrap();
         assert_eq!(locate.key_at(start..start + 5), "upstreams.a.retry.bogus");
+    }
+
+    #[test]
+    fn an_array_table_is_named_with_its_index() {
+        let text = "[[routes]]\nname = \"a\"\n\n[upstreams.u]\nurl = \"x\"\n\n\
+            [[routes]]  # the second\nname = \"b\"\ndedup = { window = \"72x\" }\n";
+        let locate = Locator {
+            file: Path::new("gateway.toml"),
+            text,
+        };
+        let start = text.find("\"72x\"").unwrap();
+        assert_eq!(locate.key_at(start..start + 5), "routes[1].dedup.window");
+        let start = text.find("\"a\"").unwrap();
+        assert_eq!(locate.key_at(start..start + 3), "routes[0].name");
+        let start = text.find("\"x\"").unwrap();
+        assert_eq!(locate.key_at(start..start + 3), "upstreams.u.url");
     }
 }

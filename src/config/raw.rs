@@ -145,6 +145,9 @@ pub struct RawTls {
     /// CA certificates that client certificates must chain to; set, every request must
     /// present one that does (mTLS).
     pub client_ca: Option<PathBuf>,
+    /// Create a self-signed pair for `localhost` when neither file exists (development).
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// `[store]`.

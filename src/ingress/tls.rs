@@ -1,5 +1,6 @@
 //! TLS for the ingress listener: the configured certificate, or a development one created
-//! on first start, and optionally client certificates (mTLS).
+//! on first start when the configuration asks for it, and optionally client certificates
+//! (mTLS).
 //!
 //! With `client_ca` set, the handshake asks for a certificate and checks that the client
 //! holds its key, but lets the connection open whatever the certificate is: the chain is
@@ -81,10 +82,14 @@ impl Tls {
     }
 
     /// Loads the files as a start would, but creates nothing: `Ok(false)` when both the
-    /// certificate and the key are missing, which a start answers with a development pair.
+    /// certificate and the key are missing and `create` is set, which a start answers with
+    /// a development pair.
     pub fn check(files: &TlsFiles) -> Result<bool, TlsError> {
-        if !files.cert.exists() && !files.key.exists() {
-            return Ok(false);
+        if neither_exists(files) {
+            return match files.create {
+                true => Ok(false),
+                false => Err(missing(files)),
+            };
         }
         Tls::load(files).map(|_| true)
     }
@@ -175,13 +180,33 @@ impl ClientCertVerifier for JudgedLater {
     }
 }
 
+fn neither_exists(files: &TlsFiles) -> bool {
+    !files.cert.exists() && !files.key.exists()
+}
+
+/// Neither file exists and none may be created: most likely a certificate not yet put in
+/// place, which a self-signed one would only hide until senders fail to connect.
+fn missing(files: &TlsFiles) -> TlsError {
+    file_error(
+        &files.cert,
+        format!(
+            "missing, and so is {}: put the certificate and key there, or set \
+             `create = true` in server.tls to have a self-signed development pair made",
+            files.key.display()
+        ),
+    )
+}
+
 /// Builds the server TLS configuration (TLS 1.2 and 1.3; h2 and http/1.1 by ALPN),
-/// creating a development certificate when neither file exists.
+/// creating a development certificate when neither file exists and `create` is set.
 fn server_config(
     files: &TlsFiles,
     clients: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    if !files.cert.exists() && !files.key.exists() {
+    if neither_exists(files) {
+        if !files.create {
+            return Err(missing(files));
+        }
         create_development_pair(files)?;
         tracing::warn!(cert = %files.cert.display(),
             "created a self-signed development certificate; configure a real one for production");

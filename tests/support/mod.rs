@@ -40,7 +40,7 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// `[server]` with TLS in the folder, on a free loopback port, plus `extra` lines.
 pub fn server_toml(extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"certs/gateway.crt\", key = \"certs/gateway.key\" }}\n{extra}\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"certs/gateway.crt\", key = \"certs/gateway.key\", create = true }}\n{extra}\n"
     )
 }
 
