@@ -14,12 +14,9 @@ fn hookgate(config: &Path, args: &[&str]) -> Output {
     run_command(config, args)
 }
 
-fn text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
-
-#[test]
-fn check_accepts_the_shipped_configuration_and_lists_its_routes() {
+/// A copy of the shipped `gateway.toml` in a folder of its own, so that what a start or
+/// `sign` creates beside it lands there.
+fn shipped_configuration() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
     std::fs::copy(
@@ -27,6 +24,16 @@ fn check_accepts_the_shipped_configuration_and_lists_its_routes() {
         &path,
     )
     .unwrap();
+    (dir, path)
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[test]
+fn check_accepts_the_shipped_configuration_and_lists_its_routes() {
+    let (dir, path) = shipped_configuration();
     let out = hookgate(&path, &["check"]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = text(&out);
@@ -216,18 +223,23 @@ async fn callback_url_prints_a_url_the_gateway_accepts() {
     assert_eq!(answer.status, 401, "the bound case_id does not match");
 }
 
+/// `check` of `config` with the secrets the deploy configuration reads from its environment.
+fn check_with_deploy_secrets(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "-c"])
+        .arg(config)
+        .env("PULSE_TOKEN", "a-token-from-the-environment")
+        .env("HOOKGATE_ADMIN_TOKEN", "an-admin-token")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_deploy_configuration_checks_with_its_secrets_in_the_environment() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.toml");
     // As shipped, its certificate is wherever the operator puts it; a check before it is
     // there says so, and what to do.
-    let early = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["check", "-c"])
-        .arg(&shipped)
-        .env("PULSE_TOKEN", "a-token-from-the-environment")
-        .env("HOOKGATE_ADMIN_TOKEN", "an-admin-token")
-        .output()
-        .unwrap();
+    let early = check_with_deploy_secrets(&shipped);
     assert!(!early.status.success(), "{}", text(&early));
     assert!(
         text(&early).contains("/etc/hookgate/certs/gateway.crt: missing")
@@ -255,13 +267,7 @@ fn the_deploy_configuration_checks_with_its_secrets_in_the_environment() {
         text_of_file.replace("/etc/hookgate/certs", certs.to_str().unwrap()),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .env("PULSE_TOKEN", "a-token-from-the-environment")
-        .env("HOOKGATE_ADMIN_TOKEN", "an-admin-token")
-        .output()
-        .unwrap();
+    let out = check_with_deploy_secrets(&path);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("route pulse POST /hooks/pulse"),
@@ -436,13 +442,7 @@ fn ended_within(config: &Path, command: &str, limit: Duration) -> Output {
 fn sign_prints_only_its_result_on_standard_output() {
     // The shipped file creates the Pulse token on first use, and says so in a log line;
     // that line goes to standard error, not into what a script reads.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml"),
-        &path,
-    )
-    .unwrap();
+    let (dir, path) = shipped_configuration();
     let body = dir.path().join("body.json");
     std::fs::write(&body, br#"{"request_id":"r1"}"#).unwrap();
     let out = hookgate(&path, &["sign", "--route", "pulse", body.to_str().unwrap()]);
