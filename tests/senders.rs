@@ -147,6 +147,56 @@ async fn svix_header_names_and_a_stale_timestamp_are_handled() {
 }
 
 #[tokio::test]
+async fn a_key_on_webhook_id_holds_for_svix_names_and_an_unsigned_copy_is_refused() {
+    let routes = route(
+        "svix",
+        &format!("{{ scheme = \"standard-webhooks\", secrets = [\"{WHSEC}\"] }}"),
+        "dedup = { key = \"header:webhook-id\" }",
+    );
+    let (upstream, gw) = gateway_with(&routes).await;
+    let client = gw.site.client();
+    let url = gw.url("/hooks/svix");
+    let body = "{\"type\":\"invoice.paid\"}";
+    let ts = now().to_string();
+    let sig_a = reference_sign(WHSEC, "msg_a", now(), body);
+    let svix = [
+        ("svix-id", "msg_a"),
+        ("svix-timestamp", ts.as_str()),
+        ("svix-signature", sig_a.as_str()),
+    ];
+
+    let first = client.post(&url, &svix, body.as_bytes()).await;
+    assert_eq!(first.status, 202);
+    let again = client.post(&url, &svix, body.as_bytes()).await;
+    assert_eq!(again.status, 200, "the key was read from svix-id");
+    assert_eq!(again.json()["duplicate"], true);
+
+    // The signed request copied with a `webhook-id` nobody signed: a new event if the key
+    // were read from it, and the genuine `msg_b` later taken for its duplicate.
+    for chosen in ["attacker-1", "msg_b"] {
+        let copied = [svix.as_slice(), &[("webhook-id", chosen)]].concat();
+        let answer = client.post(&url, &copied, body.as_bytes()).await;
+        assert_eq!(answer.status, 401, "{chosen}: {}", answer.json());
+    }
+    let sig_b = reference_sign(WHSEC, "msg_b", now(), body);
+    let ts_b = now().to_string();
+    let genuine = [
+        ("webhook-id", "msg_b"),
+        ("webhook-timestamp", ts_b.as_str()),
+        ("webhook-signature", sig_b.as_str()),
+    ];
+    assert_eq!(
+        client.post(&url, &genuine, body.as_bytes()).await.status,
+        202
+    );
+
+    assert!(eventually(Duration::from_secs(10), || upstream.accepted().len() >= 2).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Credential headers are not passed on, so the two are told apart by count alone.
+    assert_eq!(upstream.accepted().len(), 2, "msg_a once and msg_b once");
+}
+
+#[tokio::test]
 async fn github_and_generic_hmac_signatures_are_checked_with_rotated_secrets() {
     let routes = route(
         "github",

@@ -69,7 +69,13 @@ impl DedupKey {
     ) -> Result<Key, KeyError> {
         let found = match self {
             DedupKey::Body => None,
-            DedupKey::Header(name) => header_text(headers, name)?,
+            DedupKey::Header(name) => match header_text(headers, name)? {
+                None => match other_name(name) {
+                    Some(other) => header_text(headers, &other)?,
+                    None => None,
+                },
+                found => found,
+            },
             DedupKey::Json(pointer) => {
                 let json = json.ok_or(KeyError::NotJson)?;
                 json.pointer(pointer).and_then(scalar_text)
@@ -110,6 +116,17 @@ fn bounded(key: String) -> String {
         return key;
     }
     format!("long:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// The Standard Webhooks message id goes by two names, `webhook-id` and Svix's `svix-id`.
+/// A key on one reads the other when the first is absent, so that an event keeps its key
+/// whichever names its sender uses (the verifier refuses a request whose two differ).
+fn other_name(name: &HeaderName) -> Option<HeaderName> {
+    match name.as_str() {
+        "webhook-id" => Some(HeaderName::from_static("svix-id")),
+        "svix-id" => Some(HeaderName::from_static("webhook-id")),
+        _ => None,
+    }
 }
 
 /// The one value of header `name` as text; none when it is absent or empty.
@@ -217,6 +234,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-github-delivery", "d-1".parse().unwrap());
         assert_eq!(key.extract(&headers, b"", None).unwrap().value, "d-1");
+    }
+
+    #[test]
+    fn the_standard_webhooks_id_is_one_key_under_either_name() {
+        let key = DedupKey::parse("header:webhook-id").unwrap();
+        let mut svix = HeaderMap::new();
+        svix.insert("svix-id", "msg_1".parse().unwrap());
+        let read = key.extract(&svix, b"{}", None).unwrap();
+        assert_eq!((read.value.as_str(), read.fell_back), ("msg_1", false));
+
+        let mut both = svix.clone();
+        both.insert("webhook-id", "msg_2".parse().unwrap());
+        assert_eq!(key.extract(&both, b"{}", None).unwrap().value, "msg_2");
+
+        let other = DedupKey::parse("header:x-request-id").unwrap();
+        let read = other.extract(&svix, b"{}", None).unwrap();
+        assert!(read.fell_back);
     }
 
     #[test]

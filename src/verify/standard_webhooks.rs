@@ -181,12 +181,12 @@ struct Claimed<'a> {
 impl StandardWebhooks {
     /// Reads and checks the headers alone: present, well formed, and inside the tolerance.
     fn claimed<'a>(&self, request: &Incoming<'a>) -> Result<Claimed<'a>, VerifyError> {
-        let names = if request.headers.contains_key(&STANDARD_NAMES.signature)
+        let (names, other) = if request.headers.contains_key(&STANDARD_NAMES.signature)
             || !request.headers.contains_key(&SVIX_NAMES.signature)
         {
-            &STANDARD_NAMES
+            (&STANDARD_NAMES, &SVIX_NAMES)
         } else {
-            &SVIX_NAMES
+            (&SVIX_NAMES, &STANDARD_NAMES)
         };
         let [id_label, timestamp_label, signature_label] = names.labels;
 
@@ -194,6 +194,18 @@ impl StandardWebhooks {
         let signatures = v1_signatures(signature, signature_label)?;
         let id = header::required(request.headers, &names.id, id_label)?;
         let sent_at = header::required(request.headers, &names.timestamp, timestamp_label)?;
+        // A sender may send both families. Whatever reads a header later (a dedup key on
+        // `webhook-id`, an upstream) must not find there a value that was not signed.
+        for (name, label, signed) in [
+            (&other.id, other.labels[0], id),
+            (&other.timestamp, other.labels[1], sent_at),
+            (&other.signature, other.labels[2], signature),
+        ] {
+            if header::optional(request.headers, name, label)?.is_some_and(|value| value != signed)
+            {
+                return Err(VerifyError::Conflicting(label));
+            }
+        }
         let skew = timestamp::check(
             timestamp::parse(sent_at, timestamp_label)?,
             request.now,
@@ -346,6 +358,41 @@ mod tests {
         assert_eq!(
             millis.verify(&*verifier()),
             Err(VerifyError::Malformed("webhook-timestamp"))
+        );
+    }
+
+    #[test]
+    fn both_families_are_accepted_only_when_they_agree() {
+        let both = published("svix", SIGNATURE)
+            .header("webhook-id", ID)
+            .header("webhook-timestamp", &SENT_AT.to_string());
+        assert!(both.verify(&*verifier()).is_ok());
+
+        // A copy of a signed Svix request with a `webhook-id` of someone else's choosing.
+        for (name, value) in [
+            ("webhook-id", "msg_chosen"),
+            ("webhook-timestamp", "1614265331"),
+        ] {
+            let added = published("svix", SIGNATURE).header(name, value);
+            assert_eq!(
+                added.verify(&*verifier()),
+                Err(VerifyError::Conflicting(name))
+            );
+        }
+        // A `webhook-signature` of its own makes it a `webhook-*` request, and the three
+        // of that family must then be whole and signed.
+        let whole = published("svix", SIGNATURE)
+            .header("webhook-id", "msg_chosen")
+            .header("webhook-timestamp", &SENT_AT.to_string())
+            .header("webhook-signature", SIGNATURE);
+        assert_eq!(
+            whole.verify(&*verifier()),
+            Err(VerifyError::Conflicting("svix-id"))
+        );
+        let added = published("webhook", SIGNATURE).header("svix-id", "msg_chosen");
+        assert_eq!(
+            added.verify(&*verifier()),
+            Err(VerifyError::Conflicting("svix-id"))
         );
     }
 
