@@ -278,46 +278,73 @@ async fn pending_deliveries_of_a_removed_upstream_are_warned_about_at_start() {
 }
 
 #[tokio::test]
-async fn bodies_in_flight_share_one_memory_budget_and_the_excess_gets_503() {
+async fn bodies_in_flight_share_one_memory_budget_charged_as_their_bytes_arrive() {
     let (upstream, gw) = gateway("max_body = \"64KiB\"\nmax_inflight_body = \"64KiB\"").await;
     let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
-
-    // A sender with a valid token declares 60 KiB and sends only part of it.
+    let small = |id: &str| {
+        format!(
+            "{{\"request_id\":\"{id}\",\"pad\":\"{}\"}}",
+            "y".repeat(10_000)
+        )
+    };
     let big = format!(
         "{{\"request_id\":\"big\",\"pad\":\"{}\"}}",
         "x".repeat(60_000)
     );
-    let mut slow = gw.raw_tls().await;
     let head = format!(
         "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
         big.len()
     );
+
+    // Declaring a body the size of the whole budget and sending none of it holds nothing
+    // but its first KiB: a stranger cannot shut others out by announcing.
+    let mut announced = Vec::new();
+    for _ in 0..3 {
+        let mut idle = gw.raw_tls().await;
+        idle.write_all(head.as_bytes()).await.unwrap();
+        idle.flush().await.unwrap();
+        announced.push(idle);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let beside = gw
+        .site
+        .client()
+        .post(&url, &[], small("first").as_bytes())
+        .await;
+    assert_eq!(beside.status, 202, "announced bodies take no budget");
+
+    // Bytes that have arrived do hold it.
+    let mut slow = gw.raw_tls().await;
     slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&big.as_bytes()[..1_000]).await.unwrap();
+    slow.write_all(&big.as_bytes()[..58_000]).await.unwrap();
     slow.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let small = format!(
-        "{{\"request_id\":\"small\",\"pad\":\"{}\"}}",
-        "y".repeat(10_000)
-    );
-    let refused = gw.site.client().post(&url, &[], small.as_bytes()).await;
+    let refused = gw
+        .site
+        .client()
+        .post(&url, &[], small("second").as_bytes())
+        .await;
     assert_eq!(
         refused.status, 503,
         "the budget is taken by the body still arriving"
     );
     assert!(refused.headers.contains_key("retry-after"));
 
-    slow.write_all(&big.as_bytes()[1_000..]).await.unwrap();
+    slow.write_all(&big.as_bytes()[58_000..]).await.unwrap();
     let mut answer = vec![0u8; 512];
     let n = slow.read(&mut answer).await.unwrap();
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 202"));
-    let accepted = gw.site.client().post(&url, &[], small.as_bytes()).await;
+    let accepted = gw
+        .site
+        .client()
+        .post(&url, &[], small("third").as_bytes())
+        .await;
     assert_eq!(
         accepted.status, 202,
         "the budget is back once the first body is stored"
     );
-    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 2).await);
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 3).await);
+    drop(announced);
 }
 
 /// A CA, a client certificate it issued, and a client certificate it did not, as PEM:

@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::answer::{self, Body, Rejection};
-use super::body::{declared_length, read_capped};
+use super::body::{declared_length, kib, read_capped, take};
 use super::client_ip::client_ip;
 use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
@@ -200,9 +200,13 @@ async fn read_verified(
     now: u64,
 ) -> Result<Read, Rejection> {
     let encoding = content_encoding(&parts.headers)?;
-    let size = declared_length(&parts.headers).unwrap_or(route.max_body);
-    let reading = reserve(ingress, route, size)?;
-    let wire = read_capped(body, route.max_body, ingress.server.body_timeout).await?;
+    let (wire, reading) = read_capped(
+        body,
+        route.max_body,
+        ingress.server.body_timeout,
+        &ingress.body_budget,
+    )
+    .await?;
     let incoming = |body| Incoming {
         headers: &parts.headers,
         query: parts.uri.query(),
@@ -216,7 +220,7 @@ async fn read_verified(
     }
     let inflating = match encoding {
         Encoding::Identity => None,
-        _ => Some(reserve(ingress, route, route.max_body)?),
+        _ => Some(take(&ingress.body_budget, kib(route.max_body))?),
     };
     let body = inflate(wire.clone(), encoding, route.max_body).await?;
     let signed = match route.signature_over {
@@ -232,19 +236,6 @@ async fn read_verified(
         scope,
         _held: [Some(reading), inflating],
     })
-}
-
-/// Takes `size` bytes from the budget for bodies in flight, or answers `503`.
-fn reserve(ingress: &Ingress, route: &Route, size: u64) -> Result<OwnedSemaphorePermit, Rejection> {
-    let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    ingress
-        .body_budget
-        .clone()
-        .try_acquire_many_owned(kib)
-        .map_err(|_| {
-            tracing::warn!(route = %route.name, "body budget spent: too many bodies in flight");
-            Rejection::Unavailable { retry_after: 1 }
-        })
 }
 
 /// What is decided before the body is read: allow list, method, client rate, declared
