@@ -51,6 +51,73 @@ async fn a_wrong_token_is_refused_before_the_body_is_read_and_without_100_contin
 }
 
 #[tokio::test]
+async fn a_refused_request_whose_body_is_still_arriving_gets_its_answer_and_keeps_its_connection() {
+    let (upstream, gw) = gateway("").await;
+    let (mut from, mut to) = tokio::io::split(gw.raw_tls().await);
+    let body = vec![b'x'; 3_000_000];
+    let head = format!(
+        "POST /hooks/pulse?token=wrong HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    // The sender writes its whole body before it reads, as most HTTP/1 clients do.
+    let writing = tokio::spawn(async move {
+        to.write_all(head.as_bytes()).await?;
+        to.write_all(&body).await?;
+        to.flush().await?;
+        Ok::<_, std::io::Error>(to)
+    });
+    let mut to = tokio::time::timeout(Duration::from_secs(20), writing)
+        .await
+        .expect("the body was taken")
+        .unwrap()
+        .expect("the body was taken, not reset");
+    let answer = read_answer(&mut from).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("\"error\":\"unauthorized\""), "{answer}");
+
+    // The connection is still good for the next request.
+    let body = r#"{"request_id":"after"}"#;
+    let next = format!(
+        "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    to.write_all(next.as_bytes()).await.unwrap();
+    to.flush().await.unwrap();
+    let answer = read_answer(&mut from).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+}
+
+/// Reads one answer with a short body (a `Content-Length` of at most a few hundred bytes).
+async fn read_answer(from: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), from.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("an answer, not a reset");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
 async fn a_custom_credential_header_is_not_stored_and_the_store_is_private() {
     let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
     let toml = server_toml("")

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::answer::Rejection;
@@ -68,6 +69,28 @@ async fn read_charged(
             whole.freeze()
         }
     })
+}
+
+/// Reads and throws away the rest of a refused request's body in a task of its own, up to
+/// `limit` bytes and for at most `timeout`, so that its sender reads the answer already
+/// written. Past either, the body is dropped and the connection closed.
+pub(super) fn discard(body: hyper::body::Incoming, limit: u64, timeout: Duration) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen: u64 = 0;
+        let read = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |data| data.len() as u64);
+                if seen > limit {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, read).await;
+    });
 }
 
 /// `bytes` in whole KiB, at least one.

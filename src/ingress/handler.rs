@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::answer::{self, Body, Rejection};
-use super::body::{declared_length, kib, read_capped, take};
+use super::body::{declared_length, discard, kib, read_capped, take};
 use super::client_ip::client_ip;
 use super::encoding::{Encoding, content_encoding, inflate};
 use super::{ClientCert, Ingress};
@@ -46,8 +46,31 @@ pub(super) async fn handle(
     peer: &Peer,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    let started = Instant::now();
     let (parts, body) = request.into_parts();
+    // Refused before its body was read, an HTTP/1 sender may still be writing it, and a
+    // connection closed with unread bytes is reset, which loses the answer on its way; so
+    // the rest is read and dropped. Not when the sender waits for `100 Continue` before it
+    // sends (it will not send), nor past the cap, nor for HTTP/2, which ends the stream.
+    let lingers = parts.version <= http::Version::HTTP_11
+        && !parts.headers.contains_key(http::header::EXPECT)
+        && declared_length(&parts.headers).is_none_or(|n| n <= ingress.server.max_body);
+    let mut unread = Some(body);
+    let response = answer(ingress, peer, parts, &mut unread).await;
+    if let Some(body) = unread
+        && lingers
+    {
+        discard(body, ingress.server.max_body, ingress.server.body_timeout);
+    }
+    response
+}
+
+async fn answer(
+    ingress: &Ingress,
+    peer: &Peer,
+    parts: Parts,
+    body: &mut Option<hyper::body::Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
     if let Err(rejection) = at_the_door(ingress, peer, &parts) {
         let (status, error) = (rejection.status().as_u16(), rejection.code());
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -145,16 +168,19 @@ fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Reje
     Ok(())
 }
 
+/// Admits, reads, verifies and stores one request; its body is taken from `body` only once
+/// it is admitted.
 async fn accept(
     ingress: &Ingress,
     route: &Arc<Route>,
     client: IpAddr,
     parts: Parts,
-    body: hyper::body::Incoming,
+    body: &mut Option<hyper::body::Incoming>,
     tail: Option<&str>,
 ) -> Result<crate::store::Accepted, Rejection> {
     let now = now_ms() as u64 / 1_000;
     admit(ingress, route, client, &parts, tail, now)?;
+    let body = body.take().ok_or(Rejection::BadBody)?;
 
     let read = read_verified(ingress, route, &parts, body, tail, now).await?;
     let examined = examine(route, &parts, &read.body).await?;
