@@ -88,6 +88,44 @@ async fn a_refused_request_whose_body_is_still_arriving_gets_its_answer_and_keep
     assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
 }
 
+#[tokio::test]
+async fn a_coding_under_chunked_and_a_content_type_beyond_ascii_are_refused_with_json() {
+    let (upstream, gw) = gateway("").await;
+    let body = r#"{"request_id":"framed"}"#;
+    let cases: [(&[u8], &str, &str); 2] = [
+        (
+            b"transfer-encoding: gzip, chunked\r\ncontent-type: application/json",
+            "HTTP/1.1 501",
+            "unsupported_transfer_coding",
+        ),
+        (
+            b"transfer-encoding: chunked\r\ncontent-type: application/json; charset=\xe9",
+            "HTTP/1.1 400",
+            "bad_content_type",
+        ),
+    ];
+    for (headers, status, code) in cases {
+        let mut stream = gw.raw_tls().await;
+        let mut request =
+            format!("POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\n").into_bytes();
+        request.extend_from_slice(headers);
+        request.extend_from_slice(
+            format!("\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes(),
+        );
+        stream.write_all(&request).await.unwrap();
+        stream.flush().await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with(status), "{answer}");
+        assert!(
+            answer.contains(&format!("\"error\":\"{code}\"")),
+            "{answer}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(upstream.accepted().is_empty());
+    assert_eq!(count(&gw.site.db_path(), "SELECT COUNT(*) FROM events"), 0);
+}
+
 /// Reads one answer with a short body (a `Content-Length` of at most a few hundred bytes).
 async fn read_answer(from: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     let mut seen = Vec::new();

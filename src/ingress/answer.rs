@@ -55,6 +55,10 @@ pub enum Rejection {
     DedupHeader(KeyError),
     /// The body's `Content-Encoding` is not one the gateway inflates.
     UnsupportedEncoding,
+    /// A `Transfer-Encoding` other than `chunked`.
+    UnsupportedTransferCoding,
+    /// A `Content-Type` that is not visible ASCII, or two different ones.
+    BadContentType,
     /// Verification failed.
     Unauthorized(VerifyError),
     /// The gateway cannot store the event now; nothing was stored.
@@ -97,8 +101,10 @@ impl Rejection {
             Rejection::BadBody
             | Rejection::NotJson
             | Rejection::RepeatedKey
-            | Rejection::DedupHeader(_) => StatusCode::BAD_REQUEST,
+            | Rejection::DedupHeader(_)
+            | Rejection::BadContentType => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -121,6 +127,8 @@ impl Rejection {
             Rejection::RepeatedKey => "repeated_json_key",
             Rejection::DedupHeader(_) => "bad_dedup_header",
             Rejection::UnsupportedEncoding => "unsupported_encoding",
+            Rejection::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            Rejection::BadContentType => "bad_content_type",
             Rejection::Unauthorized(_) => "unauthorized",
             Rejection::Unavailable { .. } => "unavailable",
         }
@@ -149,6 +157,10 @@ impl Rejection {
             Rejection::UnsupportedEncoding => {
                 "content-encoding must be gzip, deflate or none".into()
             }
+            Rejection::UnsupportedTransferCoding => {
+                "transfer-encoding must be chunked or none".into()
+            }
+            Rejection::BadContentType => "content-type must be one value of visible ASCII".into(),
             Rejection::Unauthorized(e) => e.to_string(),
             Rejection::Unavailable { .. } => "cannot store the event now, retry later".into(),
         }

@@ -1,4 +1,5 @@
-//! `Content-Encoding`: compressed bodies are inflated under the same size cap as plain ones.
+//! How a body is framed and labelled: `Content-Encoding` (compressed bodies are inflated
+//! under the same size cap as plain ones), `Transfer-Encoding` and `Content-Type`.
 
 use std::io::Read;
 
@@ -35,6 +36,41 @@ pub(super) fn content_encoding(headers: &HeaderMap) -> Result<Encoding, Rejectio
         "deflate" => Ok(Encoding::Deflate),
         _ => Err(Rejection::UnsupportedEncoding),
     }
+}
+
+/// Refuses a `Transfer-Encoding` other than `chunked` with `501`: the HTTP layer takes the
+/// chunks apart, and a coding under them (`gzip, chunked`) would leave coded bytes to be
+/// stored and forwarded as the body.
+pub(super) fn transfer_coding(headers: &HeaderMap) -> Result<(), Rejection> {
+    let plain = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .all(|value| {
+            value.to_str().is_ok_and(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("chunked"))
+            })
+        });
+    if plain {
+        Ok(())
+    } else {
+        Err(Rejection::UnsupportedTransferCoding)
+    }
+}
+
+/// Refuses a `Content-Type` that is not visible ASCII, or that is sent twice with different
+/// values, with `400`: it is stored and forwarded as it came, so it must be one value that
+/// every upstream can read.
+pub(super) fn content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let mut values = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let Some(first) = values.next() else {
+        return Ok(());
+    };
+    if first.to_str().is_err() || values.any(|other| other != first) {
+        return Err(Rejection::BadContentType);
+    }
+    Ok(())
 }
 
 /// Most gzip members one body may hold. Each member costs a decoder of its own, so a body
@@ -119,6 +155,64 @@ mod tests {
     use flate2::Compression;
     use flate2::write::GzEncoder;
     use std::io::Write;
+
+    fn header_map(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn only_chunked_is_a_transfer_coding_the_gateway_takes() {
+        for ok in [
+            &[][..],
+            &[("transfer-encoding", &b"chunked"[..])],
+            &[("transfer-encoding", b"Chunked")],
+        ] {
+            assert!(transfer_coding(&header_map(ok)).is_ok(), "{ok:?}");
+        }
+        for refused in [
+            &b"gzip, chunked"[..],
+            b"deflate,chunked",
+            b"gzip",
+            b"chunked, identity",
+        ] {
+            let got = transfer_coding(&header_map(&[("transfer-encoding", refused)]));
+            assert!(
+                matches!(got, Err(Rejection::UnsupportedTransferCoding)),
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn a_content_type_is_one_value_of_visible_ascii() {
+        let json = &b"application/json; charset=utf-8"[..];
+        assert!(content_type(&header_map(&[])).is_ok());
+        assert!(content_type(&header_map(&[("content-type", json)])).is_ok());
+        assert!(
+            content_type(&header_map(&[
+                ("content-type", json),
+                ("content-type", json)
+            ]))
+            .is_ok()
+        );
+        for refused in [
+            &[("content-type", &b"application/json; charset=\xe9"[..])][..],
+            &[("content-type", json), ("content-type", b"text/plain")],
+        ] {
+            assert!(
+                matches!(
+                    content_type(&header_map(refused)),
+                    Err(Rejection::BadContentType)
+                ),
+                "{refused:?}"
+            );
+        }
+    }
 
     fn gzip(data: &[u8]) -> Bytes {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::answer::{self, Body, Rejection};
 use super::body::{declared_length, discard, kib, read_capped, take};
 use super::client_ip::client_ip;
-use super::encoding::{Encoding, content_encoding, inflate};
+use super::encoding::{Encoding, content_encoding, content_type, inflate, transfer_coding};
 use super::{ClientCert, Ingress};
 use crate::route::{Examined, Route, SignatureOver};
 use crate::store::{NewEvent, now_ms};
@@ -154,8 +154,9 @@ fn count_rejected(ingress: &Ingress, route: &str, rejection: &Rejection) {
 }
 
 /// What is refused before routing: a connection without a trusted client certificate when
-/// the listener wants one, and a request with too many header fields (HTTP/1.1 refuses
-/// those while parsing; HTTP/2 has no count of its own).
+/// the listener wants one, a request with too many header fields (HTTP/1.1 refuses those
+/// while parsing; HTTP/2 has no count of its own), a transfer coding under `chunked`, and a
+/// `Content-Type` that cannot be stored and forwarded as it came.
 fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Rejection> {
     match peer.cert {
         ClientCert::NotAsked | ClientCert::Trusted => {}
@@ -165,7 +166,8 @@ fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Reje
     if parts.headers.len() > ingress.server.max_headers {
         return Err(Rejection::TooManyHeaders);
     }
-    Ok(())
+    transfer_coding(&parts.headers)?;
+    content_type(&parts.headers)
 }
 
 /// Admits, reads, verifies and stores one request; its body is taken from `body` only once
