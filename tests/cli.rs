@@ -99,6 +99,37 @@ fn configuration_errors_name_the_file_line_and_key() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key() {
+    let upstream = upstream_toml("u", "http://127.0.0.1:9/", "");
+    let route = pulse_route("[\"u\"]");
+    for (toml, key) in [
+        (
+            server_toml("").replace("\"127.0.0.1:0\"", "8443") + &upstream + &route,
+            "server.listen",
+        ),
+        (
+            server_toml("max_body = 5") + &upstream + &route,
+            "server.max_body",
+        ),
+        (
+            server_toml("").replace("key = \"certs/gateway.key\"", "key = 5") + &upstream + &route,
+            "server.tls.key",
+        ),
+        (
+            server_toml("") + &upstream + &route.replace("name = \"pulse\"", "name = 5"),
+            "routes[0].name",
+        ),
+        (
+            server_toml("") + &upstream.replace("timeout = \"2s\"", "timeout = true") + &route,
+            "upstreams.u.timeout",
+        ),
+    ] {
+        let shown = check_fails(&toml);
+        assert!(shown.contains(&format!(": {key}: ")), "{key}: {shown}");
+    }
+}
+
+#[test]
 fn secrets_that_cannot_be_right_refuse_to_start_with_what_to_fix() {
     let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
     let route = |verify: &str| {

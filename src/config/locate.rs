@@ -32,6 +32,9 @@ impl Locator<'_> {
 
     /// The dotted key a parse error points at: the enclosing `[table]` and the nearest
     /// `key =` before the error on its line (or the key itself, when the error is on it).
+    ///
+    /// A span is the key itself only when an `=` (or the `.` of a dotted key) follows it: a
+    /// bare value such as `8443` or `true` reads like a key too.
     pub(super) fn key_at(&self, span: Range<usize>) -> String {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
@@ -39,12 +42,15 @@ impl Locator<'_> {
         let table = table_at(&self.text[..line_start]);
 
         let spanned = &self.text[start..end];
+        let followed_by_key_end = self.text[end..]
+            .trim_start_matches([' ', '\t'])
+            .starts_with(['=', '.']);
         let is_key = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
                 && s.chars().all(|c| c.is_alphanumeric() || "_-".contains(c))
         };
-        let key = if is_key(spanned) {
+        let key = if followed_by_key_end && is_key(spanned) {
             Some(spanned.to_owned())
         } else {
             let before = self.text[line_start..start]
@@ -182,6 +188,26 @@ mod tests {
         };
         let start = text.find("bogus").unwrap();
         assert_eq!(locate.key_at(start..start + 5), "upstreams.a.retry.bogus");
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_key_is_named_by_its_key() {
+        let text = "[server]\nlisten = 8443\nmax_body = 5\ntls = { cert = 5, key = \"k\" }\n\
+            [[routes]]\nname = 5\n[upstreams.u]\ntimeout = true # not text\n";
+        let locate = Locator {
+            file: Path::new("gateway.toml"),
+            text,
+        };
+        let key_of = |value: &str, nth: usize| {
+            let start = text.match_indices(value).nth(nth).unwrap().0;
+            locate.key_at(start..start + value.len())
+        };
+        assert_eq!(key_of("8443", 0), "server.listen");
+        assert_eq!(key_of("5", 0), "server.max_body");
+        assert_eq!(key_of("5", 1), "server.tls.cert");
+        assert_eq!(key_of("5", 2), "routes[0].name");
+        assert_eq!(key_of("true", 0), "upstreams.u.timeout");
+        assert_eq!(key_of("listen", 0), "server.listen");
     }
 
     #[test]
