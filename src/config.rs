@@ -369,7 +369,7 @@ fn server(
         header_timeout: raw.header_timeout.0,
         body_timeout: raw.body_timeout.0,
         idle_timeout: raw.idle_timeout.0,
-        max_connections: raw.max_connections.max(1),
+        max_connections: raw.max_connections,
         max_inflight_body: raw.max_inflight_body.0,
         max_headers: within(raw.max_headers, 8, 1024, "server.max_headers", warnings),
         max_header_size: within(
@@ -429,7 +429,7 @@ fn upstream_from_raw(
         .map_err(|m| locate.error(name.span(), &format!("{key}.retry.on"), m))?;
     let retry = RetryPolicy {
         statuses,
-        max_attempts: raw.retry.max_attempts.max(1),
+        max_attempts: raw.retry.max_attempts,
         initial: raw.retry.initial.0,
         multiplier: raw.retry.multiplier,
         max_delay: raw.retry.max_delay.0,
@@ -438,10 +438,6 @@ fn upstream_from_raw(
     if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
         let msg = "must be a number of at least 1.0".to_owned();
         return Err(locate.error(name.span(), &format!("{key}.retry.multiplier"), msg));
-    }
-    if raw.concurrency == 0 {
-        let msg = "must be at least 1".to_owned();
-        return Err(locate.error(name.span(), &format!("{key}.concurrency"), msg));
     }
     let signer = match raw.sign {
         Some(sign) => {
@@ -479,7 +475,7 @@ fn upstream_from_raw(
         concurrency: raw.concurrency as usize,
         retry,
         breaker: BreakerPolicy {
-            failures: raw.breaker.failures.max(1),
+            failures: raw.breaker.failures,
             cooldown: raw.breaker.cooldown.0,
             max_cooldown: raw.breaker.max_cooldown.0.max(raw.breaker.cooldown.0),
         },

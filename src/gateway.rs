@@ -395,7 +395,7 @@ async fn count_backlog(live: Arc<Live>, mut stop: watch::Receiver<bool>) {
 /// store does not grow without bound.
 async fn purge_store(store: Arc<dyn Store>, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        let cutoff = crate::store::now_ms() - retention.as_millis() as i64;
+        let cutoff = crate::store::now_ms().saturating_sub(crate::store::millis(retention));
         match store.purge(cutoff).await {
             Ok(purged) if purged.events + purged.dedup_keys > 0 => {
                 tracing::debug!(

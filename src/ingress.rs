@@ -104,7 +104,8 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(live.ingress().server.max_connections));
+    let most = live.ingress().server.max_connections;
+    let slots = Arc::new(Semaphore::new(most.min(Semaphore::MAX_PERMITS)));
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {

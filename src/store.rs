@@ -214,6 +214,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn paused(&self) -> Result<Vec<String>, StoreError>;
 }
 
+/// `duration` in milliseconds, as the store counts time; one too long for an `i64` (which
+/// the configuration refuses) stays at the largest, rather than wrapping into the past.
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

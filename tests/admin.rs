@@ -224,6 +224,7 @@ async fn the_token_is_required_and_bad_input_gets_json_errors() {
         ("GET", "/api/deliveries?limit=many", 400, "bad_query"),
         ("GET", "/api/deliveries?colour=red", 400, "bad_query"),
         ("GET", "/api/events?since=yesterday", 400, "bad_query"),
+        ("GET", "/api/events?since=200000000000d", 400, "bad_query"),
         ("GET", "/api/events/0190-no-such-event", 404, "not_found"),
         ("GET", "/api/events/424242", 404, "not_found"),
         ("POST", "/api/deliveries/abc/retry", 400, "bad_id"),

@@ -130,6 +130,76 @@ fn a_value_of_the_wrong_type_is_named_by_its_key() {
 }
 
 #[test]
+fn a_duration_too_long_to_count_in_milliseconds_is_refused_with_the_limit() {
+    let toml = server_toml("")
+        + &upstream_toml("u", "http://127.0.0.1:9/", "")
+        + &pulse_route("[\"u\"]").replace("window = \"72h\"", "window = \"200000000000d\"");
+    let shown = check_fails(&toml);
+    assert!(
+        shown.contains("gateway.toml:")
+            && shown.contains("routes[0].dedup.window")
+            && shown.contains("36500d"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn settings_that_zero_would_make_useless_are_refused() {
+    let upstream = upstream_toml("u", "http://127.0.0.1:9/", "");
+    let route = pulse_route("[\"u\"]");
+    for (toml, key) in [
+        (
+            server_toml("") + "[store]\nhigh_water = 0\n" + &upstream + &route,
+            "store.high_water",
+        ),
+        (
+            server_toml("max_connections = 0") + &upstream + &route,
+            "server.max_connections",
+        ),
+        (
+            server_toml("max_inflight_body = \"0\"") + &upstream + &route,
+            "server.max_inflight_body",
+        ),
+        (
+            server_toml("max_body = \"0KiB\"") + &upstream + &route,
+            "server.max_body",
+        ),
+        (
+            server_toml("header_timeout = \"0s\"") + &upstream + &route,
+            "server.header_timeout",
+        ),
+        (
+            server_toml("")
+                + &upstream
+                + &route.replace("limited_status", "max_body = \"0\"\nlimited_status"),
+            "routes[0].max_body",
+        ),
+        (
+            server_toml("") + &upstream.replace("max_attempts = 5", "max_attempts = 0") + &route,
+            "upstreams.u.retry.max_attempts",
+        ),
+        (
+            server_toml("") + &upstream.replace("timeout = \"2s\"", "concurrency = 0") + &route,
+            "upstreams.u.concurrency",
+        ),
+        (
+            server_toml("") + &upstream.replace("timeout = \"2s\"", "timeout = \"0ms\"") + &route,
+            "upstreams.u.timeout",
+        ),
+        (
+            server_toml("") + &upstream + "breaker = { failures = 0 }\n" + &route,
+            "upstreams.u.breaker.failures",
+        ),
+    ] {
+        let shown = check_fails(&toml);
+        assert!(
+            shown.contains("gateway.toml:") && shown.contains(&format!(": {key}: must be ")),
+            "{key}: {shown}"
+        );
+    }
+}
+
+#[test]
 fn secrets_that_cannot_be_right_refuse_to_start_with_what_to_fix() {
     let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
     let route = |verify: &str| {

@@ -108,12 +108,12 @@ impl Params {
         if let Ok(ms) = text.parse::<i64>() {
             return Ok(Some(ms));
         }
-        let back = parse_duration(&text).map_err(|_| {
+        let back = parse_duration(&text).map_err(|error| {
             ApiError::bad_query(format!(
-                "since {text:?} must be milliseconds since the epoch or a duration such as \"1h\""
+                "since: {error}; write milliseconds since the epoch or a duration such as \"1h\""
             ))
         })?;
-        Ok(Some(now.saturating_sub(back.as_millis() as i64)))
+        Ok(Some(now.saturating_sub(crate::store::millis(back))))
     }
 
     /// `after`: a delivery id cursor, 0 when absent.
@@ -167,5 +167,10 @@ mod tests {
         assert!(bad.limit().is_err() && bad.state().is_err());
         assert!(bad.since(0).is_err() && bad.after().is_err());
         assert!(delivery_id("12").is_ok() && delivery_id("x1").is_err());
+
+        let wrapping = Params::parse(Some("since=200000000000d"), &["since"]).unwrap();
+        let error = wrapping.since(10_000_000).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.message.contains("36500d"), "{}", error.message);
     }
 }

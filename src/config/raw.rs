@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::secret::SecretSource;
-use super::units::{Rate, Size, Span};
+use super::units::{Rate, Size, Span, above_zero, above_zero_opt};
 use crate::route::SignatureOver;
 use crate::verify::VerifyConfig;
 
@@ -48,7 +48,7 @@ pub struct RawServer {
     /// Certificate and key; without it the listener speaks plain HTTP (warned).
     pub tls: Option<RawTls>,
     /// Largest body any route accepts.
-    #[serde(default = "defaults::max_body")]
+    #[serde(default = "defaults::max_body", deserialize_with = "above_zero")]
     pub max_body: Size,
     /// Peers whose `X-Forwarded-For` is believed.
     #[serde(default)]
@@ -58,19 +58,22 @@ pub struct RawServer {
     /// Verified requests per second for the whole gateway, all routes together.
     pub global_rate: Option<Rate>,
     /// Time allowed to receive a request's headers.
-    #[serde(default = "defaults::header_timeout")]
+    #[serde(default = "defaults::header_timeout", deserialize_with = "above_zero")]
     pub header_timeout: Span,
     /// Time allowed to receive a request's body.
-    #[serde(default = "defaults::body_timeout")]
+    #[serde(default = "defaults::body_timeout", deserialize_with = "above_zero")]
     pub body_timeout: Span,
     /// A connection with no request under way for this long is closed.
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: Span,
     /// Connections open at once; more are closed as they arrive.
-    #[serde(default = "defaults::max_connections")]
+    #[serde(default = "defaults::max_connections", deserialize_with = "above_zero")]
     pub max_connections: usize,
     /// Request bodies held in memory at once, all requests together.
-    #[serde(default = "defaults::max_inflight_body")]
+    #[serde(
+        default = "defaults::max_inflight_body",
+        deserialize_with = "above_zero"
+    )]
     pub max_inflight_body: Size,
     /// Header fields one request may carry.
     #[serde(default = "defaults::max_headers")]
@@ -164,7 +167,7 @@ pub struct RawStore {
     #[serde(default = "defaults::retention")]
     pub retention: Span,
     /// Pending deliveries past which new events are answered `503`.
-    #[serde(default = "defaults::high_water")]
+    #[serde(default = "defaults::high_water", deserialize_with = "above_zero")]
     pub high_water: u64,
 }
 
@@ -195,12 +198,15 @@ pub struct RawUpstream {
     /// Where events are POSTed: `http://` or `https://`.
     pub url: Spanned<String>,
     /// Time allowed for one attempt, connection included.
-    #[serde(default = "defaults::upstream_timeout")]
+    #[serde(
+        default = "defaults::upstream_timeout",
+        deserialize_with = "above_zero"
+    )]
     pub timeout: Span,
     /// Outbound requests per period to this upstream.
     pub rate: Option<Rate>,
     /// Attempts in flight at once to this upstream.
-    #[serde(default = "defaults::concurrency")]
+    #[serde(default = "defaults::concurrency", deserialize_with = "above_zero")]
     pub concurrency: u32,
     /// When and how often to try again.
     #[serde(default)]
@@ -229,7 +235,10 @@ pub struct RawSign {
 #[serde(deny_unknown_fields)]
 pub struct RawBreaker {
     /// Consecutive failed attempts that open the breaker.
-    #[serde(default = "defaults::breaker_failures")]
+    #[serde(
+        default = "defaults::breaker_failures",
+        deserialize_with = "above_zero"
+    )]
     pub failures: u32,
     /// How long it stays open before a probe; doubled after each failed probe.
     #[serde(default = "defaults::breaker_cooldown")]
@@ -256,7 +265,7 @@ pub struct RawRetry {
     // The defaults (5 s doubling to 2 h, 30 attempts, 24 h) put the mean last attempt about
     // 20 hours after acceptance: an upstream may be down for most of a day.
     /// Attempts in all, the first included.
-    #[serde(default = "defaults::max_attempts")]
+    #[serde(default = "defaults::max_attempts", deserialize_with = "above_zero")]
     pub max_attempts: u32,
     /// Upper bound of the first backoff.
     #[serde(default = "defaults::initial")]
@@ -339,6 +348,7 @@ pub struct RawRoute {
     #[serde(default = "defaults::limited_status")]
     pub limited_status: u16,
     /// Largest body for this route; never above `server.max_body`.
+    #[serde(default, deserialize_with = "above_zero_opt")]
     pub max_body: Option<Size>,
     /// Client networks allowed to post here; empty allows all.
     #[serde(default)]

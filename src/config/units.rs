@@ -7,10 +7,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses a duration: one or more `<whole number><unit>` terms, units `ms`, `s`, `m`, `h`, `d`.
+/// The longest duration taken, as written in errors: about a hundred years.
+pub const MAX_DURATION_TEXT: &str = "36500d";
+
+/// The longest duration taken. Every duration the gateway keeps fits in milliseconds as an
+/// `i64` and added to today's date, so no window, retention or timeout can wrap around.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Parses a duration: one or more `<whole number><unit>` terms, units `ms`, `s`, `m`, `h`, `d`,
+/// up to [`MAX_DURATION`].
 ///
-/// `"300s"`, `"5m"` and `"1h30m"` are accepted; a bare number, a fraction, a sign or an unknown
-/// unit is refused with a message that quotes the input.
+/// `"300s"`, `"5m"` and `"1h30m"` are accepted; a bare number, a fraction, a sign, an unknown
+/// unit or a duration past the longest is refused with a message that quotes the input.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
     if text.is_empty() {
@@ -19,26 +27,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         ));
     }
 
+    let too_long =
+        || format!("{s:?} is longer than the longest duration taken, {MAX_DURATION_TEXT}");
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
         let (term, after) = next_term(rest).ok_or_else(|| shape_error(s))?;
-        total = total
-            .checked_add(term)
-            .ok_or_else(|| format!("{s:?} is too long"))?;
+        let term = term.ok_or_else(too_long)?;
+        total = total.checked_add(term).ok_or_else(too_long)?;
         rest = after;
+    }
+    if total > MAX_DURATION {
+        return Err(too_long());
     }
     Ok(total)
 }
 
-/// Reads one `<number><unit>` term off the front of `text`.
-fn next_term(text: &str) -> Option<(Duration, &str)> {
+/// Reads one `<number><unit>` term off the front of `text`; the term is `None` when it does
+/// not fit in a `u64` of milliseconds.
+fn next_term(text: &str) -> Option<(Option<Duration>, &str)> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return None;
     }
     let (number, rest) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
+    let number: Option<u64> = number.parse().ok();
 
     let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
     let (unit, rest) = rest.split_at(unit_len);
@@ -50,8 +63,8 @@ fn next_term(text: &str) -> Option<(Duration, &str)> {
         "d" => 86_400_000,
         _ => return None,
     };
-    let millis = number.checked_mul(millis_per_unit)?;
-    Some((Duration::from_millis(millis), rest))
+    let millis = number.and_then(|n| n.checked_mul(millis_per_unit));
+    Some((millis.map(Duration::from_millis), rest))
 }
 
 fn shape_error(s: &str) -> String {
@@ -181,6 +194,65 @@ deserialize_from_str!(Span, |t: &str| parse_duration(t).map(Span), "72h");
 deserialize_from_str!(Size, |t: &str| parse_size(t).map(Size), "5MiB");
 deserialize_from_str!(Rate, Rate::parse, "200/s");
 
+/// A setting for which zero would leave the gateway unable to serve: no connection, no
+/// attempt, no pending delivery, no byte of a body, no time to read a request.
+pub trait AboveZero {
+    /// What the error says when the value is zero.
+    const AT_LEAST: &'static str;
+    /// Whether the value is zero.
+    fn is_zero(&self) -> bool;
+}
+
+macro_rules! above_zero_count {
+    ($($ty:ty),*) => {$(
+        impl AboveZero for $ty {
+            const AT_LEAST: &'static str = "must be at least 1";
+            fn is_zero(&self) -> bool {
+                *self == 0
+            }
+        }
+    )*};
+}
+
+above_zero_count!(u32, u64, usize);
+
+impl AboveZero for Size {
+    const AT_LEAST: &'static str = "must be at least 1 byte";
+    fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl AboveZero for Span {
+    const AT_LEAST: &'static str = "must be longer than 0, such as \"10s\"";
+    fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+/// Deserializes a setting that zero would make useless, refusing zero; use with
+/// `#[serde(deserialize_with = "above_zero")]`.
+pub fn above_zero<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + AboveZero,
+{
+    let value = T::deserialize(deserializer)?;
+    if value.is_zero() {
+        return Err(serde::de::Error::custom(T::AT_LEAST));
+    }
+    Ok(value)
+}
+
+/// [`above_zero`] for an optional setting.
+pub fn above_zero_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + AboveZero,
+{
+    above_zero(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,7 +271,21 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn durations_past_the_longest_are_refused_with_the_limit() {
+        assert_eq!(parse_duration(MAX_DURATION_TEXT), Ok(MAX_DURATION));
+        for text in [
+            "36501d",
+            "200000000000d",
+            "99999999999999999999d",
+            "36500d1ms",
+        ] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains("36500d"), "{error}");
+        }
+        assert!(i64::try_from(MAX_DURATION.as_millis()).is_ok());
     }
 
     #[test]

@@ -534,7 +534,7 @@ fn insert_event(
         Some(_) => &mut hot.renew_key,
         None => &mut hot.claim_key,
     };
-    let expires_at = now.saturating_add(event.window.as_millis() as i64);
+    let expires_at = now.saturating_add(crate::store::millis(event.window));
     let (body, body_file) = if in_file {
         (&[][..], Some(event.body.len() as i64))
     } else {
