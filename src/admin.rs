@@ -11,13 +11,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::secret::Secret;
 use crate::deliver::{Health, Pauses, Wakers};
@@ -52,20 +52,46 @@ pub struct Admin {
     pub health: Health,
 }
 
+/// Connections open at once on the admin listener; more are closed as they arrive. Its
+/// clients are an operator, a scraper and probes, so a few dozen is plenty, and a client
+/// that opens many cannot take file descriptors the public listener needs.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// How long the store may take to answer a readiness probe.
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Answer = Response<Full<Bytes>>;
 
-/// Serves admin requests on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
+/// Serves admin requests over HTTP/1.1 on `listener` until `stop` turns true.
+///
+/// A request's headers must arrive within `header_timeout` (the server's), as must the next
+/// request's on a kept-alive connection; past [`MAX_CONNECTIONS`] open connections, new ones
+/// are closed at once. HTTP/2 is not offered: it has no such bound on a stream's headers,
+/// and no client of this listener needs it.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    header_timeout: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             },
             _ = stop.changed() => return,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "admin connection limit reached, \
+                closing a new connection");
+            continue;
         };
         let admin = admin.clone();
         let service = service_fn(move |request| {
@@ -73,10 +99,15 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Re
             async move { Ok::<_, std::convert::Infallible>(handle(&admin, request).await) }
         });
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let _ = builder
+            let _slot = slot;
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "admin connection ended");
+            }
         });
     }
 }
@@ -184,9 +215,18 @@ fn authorized(admin: &Admin, request: &Request<hyper::body::Incoming>) -> bool {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     bool::from(given.as_bytes().ct_eq(token.expose()))
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme's name is matched in
+/// any case (RFC 9110, 11.1), and one or more spaces may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 async fn metrics(admin: &Admin) -> Answer {

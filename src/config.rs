@@ -233,7 +233,10 @@ impl Config {
         let base = files.base;
         let mut warnings = Vec::new();
         let server = server(raw.server, base, locate, &mut warnings)?;
-        let admin = raw.admin.map(|a| admin(a, files, locate)).transpose()?;
+        let admin = raw
+            .admin
+            .map(|a| admin(a, files, locate, &mut warnings))
+            .transpose()?;
 
         let mut upstreams = Vec::new();
         for (name, upstream) in raw.upstreams {
@@ -396,8 +399,16 @@ where
     kept
 }
 
-fn admin(raw: raw::RawAdmin, files: Files, locate: &Locator) -> Result<AdminConfig, ConfigError> {
+fn admin(
+    raw: raw::RawAdmin,
+    files: Files,
+    locate: &Locator,
+    warnings: &mut Vec<String>,
+) -> Result<AdminConfig, ConfigError> {
     let listen = socket_addr(&raw.listen, "admin.listen", "127.0.0.1:9090", locate)?;
+    if raw.token.as_ref().is_some_and(SecretSource::is_inline) {
+        warnings.push("admin.token: a secret is written inline; prefer env or file".into());
+    }
     let token = match raw.token {
         Some(source) => Some(
             files

@@ -165,7 +165,9 @@ impl Gateway {
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let addr = listener.local_addr().unwrap_or(addr);
-                tokio::spawn(crate::admin::serve(listener, state, stopped.clone()));
+                let header_timeout = config.server.header_timeout;
+                let serve = crate::admin::serve(listener, state, header_timeout, stopped.clone());
+                tokio::spawn(serve);
                 tracing::info!(admin = %ingress::describe(addr, false), "admin listening");
                 if admin.token.is_none() && !addr.ip().is_loopback() {
                     tracing::warn!(admin = %addr, "the admin listener is not on loopback and \

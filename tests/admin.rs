@@ -340,3 +340,103 @@ async fn with_a_token_any_host_name_may_be_used_but_pages_are_still_refused() {
     let page = format!("{named}origin: https://hookgate-admin.internal\r\n");
     assert_eq!(raw_admin(addr, "GET", "/healthz", &page).await, 403);
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let gw = Running::start(&config(
+        &upstream_toml("sink", &upstream.url("/in"), ""),
+        "[\"sink\"]",
+    ))
+    .await;
+    let addr = admin(&gw);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let headers = format!("host: {addr}\r\nauthorization: {scheme} {ADMIN_TOKEN}\r\n");
+        assert_eq!(
+            raw_admin(addr, "GET", "/api/events", &headers).await,
+            200,
+            "{scheme}"
+        );
+    }
+    let basic = format!("host: {addr}\r\nauthorization: Basic {ADMIN_TOKEN}\r\n");
+    assert_eq!(raw_admin(addr, "GET", "/api/events", &basic).await, 401);
+    gw.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_whose_headers_never_end_is_cut_off_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = server_toml("header_timeout = \"1s\"")
+        + &admin_toml("127.0.0.1:0")
+        + &upstream_toml("sink", &upstream.url("/in"), "")
+        + &pulse_route("[\"sink\"]");
+    let gw = Running::start(&toml).await;
+
+    let mut stream = tokio::net::TcpStream::connect(admin(&gw)).await.unwrap();
+    let started = std::time::Instant::now();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the connection was still open after 10 s");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains("200"), "{rest:?}");
+    gw.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_admin_cap_are_closed_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let gw = Running::start(&config(
+        &upstream_toml("sink", &upstream.url("/in"), ""),
+        "[\"sink\"]",
+    ))
+    .await;
+    let addr = admin(&gw);
+
+    let mut held = Vec::new();
+    for _ in 0..hookgate::admin::MAX_CONNECTIONS {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    // The listener takes connections in order: once one past the cap has been closed, every
+    // held one has its slot.
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+
+    // Closed connections give their slots back.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+         connection: close\r\n\r\n"
+    );
+    loop {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut answer = Vec::new();
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            let read = stream.read_to_end(&mut answer);
+            let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+        }
+        if answer.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.gateway.shutdown().await;
+}

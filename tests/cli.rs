@@ -200,6 +200,23 @@ fn settings_that_zero_would_make_useless_are_refused() {
 }
 
 #[test]
+fn an_inline_admin_token_is_warned_about() {
+    let toml = server_toml("")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"inline-admin-token\"\n"
+        + &upstream_toml("u", "http://127.0.0.1:9/", "")
+        + &pulse_route("[\"u\"]");
+    let site = Site::new(&toml);
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("admin.token: a secret is written inline"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("inline-admin-token"));
+}
+
+#[test]
 fn secrets_that_cannot_be_right_refuse_to_start_with_what_to_fix() {
     let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
     let route = |verify: &str| {
