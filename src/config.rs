@@ -493,6 +493,27 @@ fn upstream_from_raw(
     })
 }
 
+/// A warning when the route is keyed on a header its signature does not cover: a captured
+/// request sent again with a new value there is a new event, and verifies.
+fn unsigned_dedup_header(
+    key: &str,
+    dedup: &DedupKey,
+    verifier: &dyn crate::verify::Verifier,
+) -> Option<String> {
+    let DedupKey::Header(name) = dedup else {
+        return None;
+    };
+    if verifier.signs_header(name.as_str()) {
+        return None;
+    }
+    Some(format!(
+        "{key}.dedup.key: the {} scheme does not sign the header {name}, so a replayed \
+         request with a new {name} value is accepted and delivered again; key on a value of \
+         the body (\"json:/...\") if the sender puts its event id there",
+        verifier.scheme()
+    ))
+}
+
 struct RouteCtx<'a, 'b> {
     key: &'a str,
     span: Range<usize>,
@@ -543,6 +564,7 @@ fn route_from_raw(
         let msg = format!("{name} carries a credential, which would be kept as the key");
         return Err(ctx.error("dedup.key", msg));
     }
+    warnings.extend(unsigned_dedup_header(ctx.key, &dedup, verifier.as_ref()));
     if inline_secret {
         let msg = format!(
             "{}.verify: a secret is written inline; prefer env or file",

@@ -143,6 +143,14 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether the signature covers the request header `name` (any case), so that a copy
+    /// with another value in it fails verification. Schemes that sign the body alone, and
+    /// those that sign nothing, cover no header.
+    fn signs_header(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+
     /// Text that scopes the request's dedup key, so one credential cannot claim another's key.
     fn dedup_scope(&self, request: &Incoming<'_>) -> Option<String> {
         let _ = request;

@@ -200,6 +200,35 @@ fn settings_that_zero_would_make_useless_are_refused() {
 }
 
 #[test]
+fn a_header_dedup_key_the_signature_does_not_cover_is_warned_about() {
+    let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
+    let route = |verify: &str, key: &str| {
+        format!(
+            "[[routes]]\nname = \"r\"\npath = \"/r\"\nverify = {verify}\n\
+             dedup = {{ key = \"header:{key}\" }}\nupstreams = [\"u\"]\n"
+        )
+    };
+    let github = "{ scheme = \"github\", secrets = [{ file = \"pulse.token\" }] }";
+    let site = Site::new(&(base.clone() + &route(github, "x-github-delivery")));
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("routes[0].dedup.key")
+            && text(&out).contains("x-github-delivery")
+            && text(&out).contains("accepted and delivered again"),
+        "{}",
+        text(&out)
+    );
+
+    let svix_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signed = format!("{{ scheme = \"standard-webhooks\", secrets = [\"{svix_secret}\"] }}");
+    let site = Site::new(&(base + &route(&signed, "webhook-id")));
+    let out = hookgate(&site.config_path, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("delivered again"), "{}", text(&out));
+}
+
+#[test]
 fn an_inline_admin_token_is_warned_about() {
     let toml = server_toml("")
         + "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"inline-admin-token\"\n"

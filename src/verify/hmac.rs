@@ -158,6 +158,15 @@ impl Verifier for HmacScheme {
         Some(self.header.as_str())
     }
 
+    fn signs_header(&self, name: &str) -> bool {
+        // Each is present only when the template signs it.
+        let timestamp = self.timestamp.as_ref().map(|(header, _)| header);
+        [timestamp, self.id_header.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|header| header.as_str().eq_ignore_ascii_case(name))
+    }
+
     fn verify(&self, request: &Incoming<'_>) -> Result<Verified, VerifyError> {
         let signature = self.signature(request)?;
         let (timestamp, skew_secs) = self.timestamp(request)?;
@@ -367,5 +376,20 @@ mod tests {
     fn debug_output_never_shows_a_secret() {
         let shown = format!("{:?}", build(PLAIN));
         assert!(!shown.contains("new-secret") && !shown.contains("old-secret"));
+    }
+
+    #[test]
+    fn only_the_headers_the_template_signs_are_covered() {
+        assert!(!build(PLAIN).signs_header("x-event-id"));
+        let stamped = build(STAMPED);
+        assert!(stamped.signs_header("x-timestamp") && !stamped.signs_header("x-event-id"));
+        let with_id = r#"
+            scheme = "hmac"
+            header = "X-Signature"
+            signed = "{id}.{body}"
+            id_header = "X-Event-Id"
+            secrets = ["k"]
+        "#;
+        assert!(build(with_id).signs_header("x-event-id"));
     }
 }

@@ -255,6 +255,13 @@ impl Verifier for StandardWebhooks {
         }
     }
 
+    fn signs_header(&self, name: &str) -> bool {
+        [&STANDARD_NAMES, &SVIX_NAMES]
+            .iter()
+            .flat_map(|names| [&names.id, &names.timestamp])
+            .any(|header| header.as_str().eq_ignore_ascii_case(name))
+    }
+
     fn scheme(&self) -> &'static str {
         "standard-webhooks"
     }
