@@ -80,6 +80,9 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
+    /// Connections open at once from one client (IPv4 address or IPv6 /64) that is not a
+    /// trusted proxy.
+    pub max_connections_per_client: usize,
     /// Request bodies held in memory at once, in bytes.
     pub max_inflight_body: u64,
     /// Header fields one request may carry.
@@ -373,6 +376,7 @@ fn server(
         body_timeout: raw.body_timeout.0,
         idle_timeout: raw.idle_timeout.0,
         max_connections: raw.max_connections,
+        max_connections_per_client: raw.max_connections_per_client,
         max_inflight_body: raw.max_inflight_body.0,
         max_headers: within(raw.max_headers, 8, 1024, "server.max_headers", warnings),
         max_header_size: within(

@@ -9,6 +9,7 @@ mod connection;
 mod encoding;
 mod handler;
 mod limit;
+mod per_client;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -96,8 +97,9 @@ impl Live {
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then lets open requests
-/// finish for up to `grace`. At most `server.max_connections` are open at once; past that,
-/// new connections are closed at once so the ones already open keep being served.
+/// finish for up to `grace`. At most `server.max_connections` are open at once, and at most
+/// `server.max_connections_per_client` from one client that is not a trusted proxy; past
+/// either, new connections are closed at once so the ones already open keep being served.
 pub async fn serve(
     listener: TcpListener,
     live: Arc<Live>,
@@ -107,6 +109,7 @@ pub async fn serve(
     let most = live.ingress().server.max_connections;
     let slots = Arc::new(Semaphore::new(most.min(Semaphore::MAX_PERMITS)));
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
+    let by_client = Arc::new(per_client::OpenByClient::default());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -124,8 +127,25 @@ pub async fn serve(
             tracing::warn!(%peer, "connection limit reached, closing a new connection");
             continue;
         };
+        let server = &live.ingress().server;
+        let counted = if server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip()))
+        {
+            None
+        } else {
+            let most = server.max_connections_per_client;
+            let Some(counted) = by_client.admit(peer.ip(), most) else {
+                tracing::warn!(%peer, limit = most, "client connection limit reached, \
+                    closing a new connection");
+                continue;
+            };
+            Some(counted)
+        };
         let held = connection::Held {
             _slot: slot,
+            _per_client: counted,
             _alive: alive.clone(),
         };
         let task = connection::serve(stream, peer, live.clone(), stop.clone(), held);

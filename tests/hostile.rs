@@ -777,6 +777,63 @@ async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_work
 }
 
 #[tokio::test]
+async fn one_client_holds_at_most_its_share_of_connections_and_others_are_served() {
+    let (_upstream, gw) =
+        gateway("max_connections_per_client = 2\ntrusted_proxies = [\"127.0.0.3/32\"]").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(gw.raw_tls().await);
+    }
+    // A trusted proxy carries many clients' connections, and is not held to one's share.
+    let port = gw.gateway.local_addr().port();
+    let from_proxy = std::net::Ipv4Addr::new(127, 0, 0, 3);
+    let mut proxied = Vec::new();
+    for _ in 0..3 {
+        let mut stream = raw_tls_from(&gw.site.cert_path(), port, from_proxy)
+            .await
+            .unwrap();
+        let line = status_on(&mut stream).await.unwrap();
+        assert!(line.starts_with("HTTP/1.1 20"), "{line:?}");
+        proxied.push(stream);
+    }
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut stream = gw.try_raw_tls().await?;
+        status_on(&mut stream).await
+    })
+    .await
+    .expect("the extra connection was closed, not left hanging");
+    assert!(
+        refused.as_ref().is_ok_and(String::is_empty) || refused.is_err(),
+        "a third connection from one address was served: {refused:?}"
+    );
+
+    // Another address is not held back by the first one's connections.
+    let other = TestClient::bound_to(&gw.site.cert_path(), "127.0.0.2".parse().unwrap());
+    let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
+    let answer = other.post(&url, &[], br#"{"request_id":"other"}"#).await;
+    assert_eq!(answer.status, 202);
+
+    // A connection that closes gives its place back.
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(mut stream) = gw.try_raw_tls().await
+            && let Ok(line) = status_on(&mut stream).await
+            && !line.is_empty()
+        {
+            again = Some(line);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        again.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "the same event again"
+    );
+}
+
+#[tokio::test]
 async fn a_connection_idle_after_its_request_is_closed_after_the_idle_timeout() {
     let (_upstream, gw) = gateway("idle_timeout = \"1s\"").await;
     let mut stream = gw.raw_tls().await;

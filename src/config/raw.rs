@@ -69,6 +69,12 @@ pub struct RawServer {
     /// Connections open at once; more are closed as they arrive.
     #[serde(default = "defaults::max_connections", deserialize_with = "above_zero")]
     pub max_connections: usize,
+    /// Connections open at once from one client that is not a trusted proxy.
+    #[serde(
+        default = "defaults::max_connections_per_client",
+        deserialize_with = "above_zero"
+    )]
+    pub max_connections_per_client: usize,
     /// Request bodies held in memory at once, all requests together.
     #[serde(
         default = "defaults::max_inflight_body",
@@ -96,6 +102,7 @@ impl Default for RawServer {
             body_timeout: defaults::body_timeout(),
             idle_timeout: defaults::idle_timeout(),
             max_connections: defaults::max_connections(),
+            max_connections_per_client: defaults::max_connections_per_client(),
             max_inflight_body: defaults::max_inflight_body(),
             max_headers: defaults::max_headers(),
             max_header_size: defaults::max_header_size(),
@@ -424,6 +431,9 @@ pub mod defaults {
     }
     pub(super) fn max_connections() -> usize {
         10_000
+    }
+    pub(super) fn max_connections_per_client() -> usize {
+        256
     }
     pub(super) fn max_headers() -> usize {
         64

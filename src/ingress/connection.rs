@@ -27,10 +27,12 @@ const MAX_PENDING_RESETS: usize = 20;
 /// HTTP/2 streams the gateway reset because the client broke the protocol.
 const MAX_LOCAL_RESETS: usize = 256;
 
-/// What a connection holds until it ends: its slot under the connection cap, and a handle
-/// the listener waits on at shutdown.
+/// What a connection holds until it ends: its slot under the connection cap, its place
+/// among its client's connections (none for a trusted proxy), and a handle the listener
+/// waits on at shutdown.
 pub(super) struct Held {
     pub(super) _slot: OwnedSemaphorePermit,
+    pub(super) _per_client: Option<super::per_client::Counted>,
     pub(super) _alive: mpsc::Sender<()>,
 }
 

@@ -276,11 +276,22 @@ pub async fn raw_tls_to(
     cert: &Path,
     port: u16,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    raw_tls_from(cert, port, std::net::Ipv4Addr::LOCALHOST).await
+}
+
+/// [`raw_tls_to`] from the local address `from` (any of 127.0.0.0/8).
+pub async fn raw_tls_from(
+    cert: &Path,
+    port: u16,
+    from: std::net::Ipv4Addr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots(cert))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, stream).await
 }
