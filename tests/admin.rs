@@ -43,6 +43,13 @@ async fn restart(gw: Running, toml: &str) -> Running {
     Running { site, gateway }
 }
 
+/// A gateway whose Pulse route delivers to one upstream that accepts everything.
+async fn with_one_sink() -> (SampleUpstream, Running) {
+    let sink = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let toml = config(&upstream_toml("sink", &sink.url("/in"), ""), "[\"sink\"]");
+    (sink, Running::start(&toml).await)
+}
+
 fn admin(gw: &Running) -> std::net::SocketAddr {
     gw.gateway.admin_addr().unwrap()
 }
@@ -204,12 +211,7 @@ async fn a_paused_upstream_receives_nothing_even_after_a_restart_until_it_is_res
 
 #[tokio::test]
 async fn the_token_is_required_and_bad_input_gets_json_errors() {
-    let sink = SampleUpstream::start(Behaviour::Accept).await.unwrap();
-    let gw = Running::start(&config(
-        &upstream_toml("sink", &sink.url("/"), ""),
-        "[\"sink\"]",
-    ))
-    .await;
+    let (_sink, gw) = with_one_sink().await;
     let addr = admin(&gw);
     for token in [None, Some("wrong")] {
         let refused = admin_call(addr, "GET", "/api/deliveries?state=dead", token).await;
@@ -327,12 +329,7 @@ async fn without_a_token_the_admin_api_refuses_what_a_web_page_could_send() {
 
 #[tokio::test]
 async fn with_a_token_any_host_name_may_be_used_but_pages_are_still_refused() {
-    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
-    let gw = Running::start(&config(
-        &upstream_toml("sink", &upstream.url("/in"), ""),
-        "[\"sink\"]",
-    ))
-    .await;
+    let (_sink, gw) = with_one_sink().await;
     let addr = admin(&gw);
     let bearer = format!("authorization: Bearer {ADMIN_TOKEN}\r\n");
     let named = format!("host: hookgate-admin.internal:9090\r\n{bearer}");
@@ -343,12 +340,7 @@ async fn with_a_token_any_host_name_may_be_used_but_pages_are_still_refused() {
 
 #[tokio::test]
 async fn the_bearer_scheme_is_matched_in_any_case() {
-    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
-    let gw = Running::start(&config(
-        &upstream_toml("sink", &upstream.url("/in"), ""),
-        "[\"sink\"]",
-    ))
-    .await;
+    let (_sink, gw) = with_one_sink().await;
     let addr = admin(&gw);
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let headers = format!("host: {addr}\r\nauthorization: {scheme} {ADMIN_TOKEN}\r\n");
@@ -394,12 +386,7 @@ async fn a_request_whose_headers_never_end_is_cut_off_after_the_header_timeout()
 #[tokio::test]
 async fn connections_past_the_admin_cap_are_closed_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
-    let gw = Running::start(&config(
-        &upstream_toml("sink", &upstream.url("/in"), ""),
-        "[\"sink\"]",
-    ))
-    .await;
+    let (_sink, gw) = with_one_sink().await;
     let addr = admin(&gw);
 
     let mut held = Vec::new();

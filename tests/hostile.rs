@@ -738,13 +738,8 @@ where
         .to_owned())
 }
 
-#[tokio::test]
-async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_working() {
-    let (_upstream, gw) = gateway("max_connections = 3").await;
-    let mut open = Vec::new();
-    for _ in 0..3 {
-        open.push(gw.raw_tls().await);
-    }
+/// Asserts that a new connection is closed without an answer, and not left hanging.
+async fn assert_closed_at_once(gw: &Running, served: &str) {
     let refused = tokio::time::timeout(Duration::from_secs(5), async {
         let mut stream = gw.try_raw_tls().await?;
         status_on(&mut stream).await
@@ -753,8 +748,32 @@ async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_work
     .expect("the extra connection was closed, not left hanging");
     assert!(
         refused.as_ref().is_ok_and(String::is_empty) || refused.is_err(),
-        "a fourth connection was served: {refused:?}"
+        "{served}: {refused:?}"
     );
+}
+
+/// The status line a new connection gets, tried for up to 2.5 s while a slot comes free.
+async fn served_again(gw: &Running) -> Option<String> {
+    for _ in 0..50 {
+        if let Ok(mut stream) = gw.try_raw_tls().await
+            && let Ok(line) = status_on(&mut stream).await
+            && !line.is_empty()
+        {
+            return Some(line);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_working() {
+    let (_upstream, gw) = gateway("max_connections = 3").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(gw.raw_tls().await);
+    }
+    assert_closed_at_once(&gw, "a fourth connection was served").await;
     // The connections already open are served...
     assert_eq!(
         status_on(&mut open[0]).await.unwrap(),
@@ -762,17 +781,7 @@ async fn past_max_connections_new_connections_are_closed_and_open_ones_keep_work
     );
     // ...and a closed one frees its slot.
     drop(open.pop());
-    let mut again = None;
-    for _ in 0..50 {
-        if let Ok(mut stream) = gw.try_raw_tls().await
-            && let Ok(line) = status_on(&mut stream).await
-            && !line.is_empty()
-        {
-            again = Some(line);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let again = served_again(&gw).await;
     assert_eq!(again.as_deref(), Some("HTTP/1.1 200 OK"));
 }
 
@@ -796,16 +805,7 @@ async fn one_client_holds_at_most_its_share_of_connections_and_others_are_served
         assert!(line.starts_with("HTTP/1.1 20"), "{line:?}");
         proxied.push(stream);
     }
-    let refused = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut stream = gw.try_raw_tls().await?;
-        status_on(&mut stream).await
-    })
-    .await
-    .expect("the extra connection was closed, not left hanging");
-    assert!(
-        refused.as_ref().is_ok_and(String::is_empty) || refused.is_err(),
-        "a third connection from one address was served: {refused:?}"
-    );
+    assert_closed_at_once(&gw, "a third connection from one address was served").await;
 
     // Another address is not held back by the first one's connections.
     let other = TestClient::bound_to(&gw.site.cert_path(), "127.0.0.2".parse().unwrap());
@@ -815,17 +815,7 @@ async fn one_client_holds_at_most_its_share_of_connections_and_others_are_served
 
     // A connection that closes gives its place back.
     drop(open.pop());
-    let mut again = None;
-    for _ in 0..50 {
-        if let Ok(mut stream) = gw.try_raw_tls().await
-            && let Ok(line) = status_on(&mut stream).await
-            && !line.is_empty()
-        {
-            again = Some(line);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let again = served_again(&gw).await;
     assert_eq!(
         again.as_deref(),
         Some("HTTP/1.1 200 OK"),

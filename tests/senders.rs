@@ -64,14 +64,19 @@ fn reference_sign(secret: &str, id: &str, timestamp: u64, body: &str) -> String 
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test]
-async fn a_webhook_signed_by_the_standard_webhooks_reference_library_is_accepted() {
+/// A gateway with a Standard Webhooks route at `/hooks/svix`, keyed on `webhook-id`.
+async fn svix_keyed_on_webhook_id() -> (SampleUpstream, Running) {
     let routes = route(
         "svix",
         &format!("{{ scheme = \"standard-webhooks\", secrets = [\"{WHSEC}\"] }}"),
         "dedup = { key = \"header:webhook-id\" }",
     );
-    let (upstream, gw) = gateway_with(&routes).await;
+    gateway_with(&routes).await
+}
+
+#[tokio::test]
+async fn a_webhook_signed_by_the_standard_webhooks_reference_library_is_accepted() {
+    let (upstream, gw) = svix_keyed_on_webhook_id().await;
     let client = gw.site.client();
     let body = String::from_utf8(fixture("success.json")).unwrap();
     let ts = now();
@@ -148,12 +153,7 @@ async fn svix_header_names_and_a_stale_timestamp_are_handled() {
 
 #[tokio::test]
 async fn a_key_on_webhook_id_holds_for_svix_names_and_an_unsigned_copy_is_refused() {
-    let routes = route(
-        "svix",
-        &format!("{{ scheme = \"standard-webhooks\", secrets = [\"{WHSEC}\"] }}"),
-        "dedup = { key = \"header:webhook-id\" }",
-    );
-    let (upstream, gw) = gateway_with(&routes).await;
+    let (upstream, gw) = svix_keyed_on_webhook_id().await;
     let client = gw.site.client();
     let url = gw.url("/hooks/svix");
     let body = "{\"type\":\"invoice.paid\"}";
