@@ -190,6 +190,12 @@ fn settings_that_zero_would_make_useless_are_refused() {
             server_toml("") + &upstream + "breaker = { failures = 0 }\n" + &route,
             "upstreams.u.breaker.failures",
         ),
+        (
+            server_toml("")
+                + &upstream.replace("max_attempts = 5", "max_attempts = 5, max_age = \"0s\"")
+                + &route,
+            "upstreams.u.retry.max_age",
+        ),
     ] {
         let shown = check_fails(&toml);
         assert!(

@@ -284,7 +284,7 @@ pub struct RawRetry {
     #[serde(default = "defaults::max_delay")]
     pub max_delay: Span,
     /// Give up on a delivery this long after the event was accepted.
-    #[serde(default = "defaults::max_age")]
+    #[serde(default = "defaults::max_age", deserialize_with = "above_zero")]
     pub max_age: Span,
     /// Answers tried again: codes and classes such as `"5xx"`.
     #[serde(default = "defaults::retry_on")]
