@@ -52,40 +52,86 @@ async fn a_wrong_token_is_refused_before_the_body_is_read_and_without_100_contin
 
 #[tokio::test]
 async fn a_refused_request_whose_body_is_still_arriving_gets_its_answer_and_keeps_its_connection() {
-    let (upstream, gw) = gateway("").await;
-    let (mut from, mut to) = tokio::io::split(gw.raw_tls().await);
-    let body = vec![b'x'; 3_000_000];
-    let head = format!(
-        "POST /hooks/pulse?token=wrong HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    // The sender writes its whole body before it reads, as most HTTP/1 clients do.
-    let writing = tokio::spawn(async move {
-        to.write_all(head.as_bytes()).await?;
-        to.write_all(&body).await?;
-        to.flush().await?;
-        Ok::<_, std::io::Error>(to)
-    });
-    let mut to = tokio::time::timeout(Duration::from_secs(20), writing)
-        .await
-        .expect("the body was taken")
-        .unwrap()
-        .expect("the body was taken, not reset");
-    let answer = read_answer(&mut from).await;
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.contains("\"error\":\"unauthorized\""), "{answer}");
+    let upstream = SampleUpstream::start(Behaviour::Accept).await.unwrap();
+    let route =
+        pulse_route("[\"u\"]").replace("limited_status", "max_body = \"256KiB\"\nlimited_status");
+    let toml = server_toml("") + &upstream_toml("u", &upstream.url("/in"), "") + &route;
+    let gw = Running::start(&toml).await;
 
-    // The connection is still good for the next request.
-    let body = r#"{"request_id":"after"}"#;
-    let next = format!(
-        "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    to.write_all(next.as_bytes()).await.unwrap();
-    to.flush().await.unwrap();
-    let answer = read_answer(&mut from).await;
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 1).await);
+    let sized = |query: &str, extra: &str, size: usize| {
+        let head = format!(
+            "POST /hooks/pulse?{query} HTTP/1.1\r\nhost: localhost\r\n{extra}content-length: {size}\r\n\r\n"
+        );
+        [head.into_bytes(), vec![b'x'; size]].concat()
+    };
+    // 1 MiB in chunks of 64 KiB, to a route that takes 256 KiB: refused part way.
+    let chunked = {
+        let mut request = format!(
+            "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        for _ in 0..16 {
+            request.extend_from_slice(b"10000\r\n");
+            request.extend_from_slice(&[b'x'; 1 << 16]);
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"0\r\n\r\n");
+        request
+    };
+    let cases = [
+        (sized("token=wrong", "", 200_000), "401", "unauthorized"),
+        // Declared past the route's cap (not the server's): refused at the door.
+        (
+            sized(&format!("token={TOKEN}"), "", 3_000_000),
+            "413",
+            "body_too_large",
+        ),
+        (
+            sized(
+                &format!("token={TOKEN}"),
+                "content-encoding: br\r\n",
+                200_000,
+            ),
+            "415",
+            "unsupported_encoding",
+        ),
+        (chunked, "413", "body_too_large"),
+    ];
+    for (n, (request, status, code)) in cases.into_iter().enumerate() {
+        let (mut from, mut to) = tokio::io::split(gw.raw_tls().await);
+        // The sender writes its whole body before it reads, as most HTTP/1 clients do.
+        let writing = tokio::spawn(async move {
+            to.write_all(&request).await?;
+            to.flush().await?;
+            Ok::<_, std::io::Error>(to)
+        });
+        let mut to = tokio::time::timeout(Duration::from_secs(20), writing)
+            .await
+            .expect("the body was taken")
+            .unwrap()
+            .expect("the body was taken, not reset");
+        let answer = read_answer(&mut from).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("\"error\":\"{code}\"")),
+            "{answer}"
+        );
+
+        // The connection is still good for the next request.
+        let body = format!("{{\"request_id\":\"after-{n}\"}}");
+        let next = format!(
+            "POST /hooks/pulse?token={TOKEN} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        to.write_all(next.as_bytes()).await.unwrap();
+        to.flush().await.unwrap();
+        let answer = read_answer(&mut from).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{status}: {answer}");
+    }
+    assert!(eventually(Duration::from_secs(5), || upstream.accepted().len() == 4).await);
 }
 
 #[tokio::test]
@@ -401,10 +447,10 @@ async fn bodies_in_flight_share_one_memory_budget_charged_as_their_bytes_arrive(
         big.len()
     );
 
-    // Declaring a body the size of the whole budget and sending none of it holds nothing
-    // but its first KiB: a stranger cannot shut others out by announcing.
+    // Declaring a body the size of the whole budget and sending none of it holds nothing:
+    // a stranger cannot shut others out by announcing, nor by opening many such requests.
     let mut announced = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..70 {
         let mut idle = gw.raw_tls().await;
         idle.write_all(head.as_bytes()).await.unwrap();
         idle.flush().await.unwrap();

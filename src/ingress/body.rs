@@ -11,32 +11,63 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::answer::Rejection;
 
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes (chunked bodies
-/// included) or takes longer than `timeout`; returns it with its charge to `budget`, to be
-/// held for as long as the body is.
-///
-/// Its bytes are charged to `budget` (in KiB) as they arrive, not as declared: a request
-/// that announces a large body and sends nothing holds a single KiB, so a sender must
-/// actually send the bytes that keep others out. When the budget runs out mid-body the
-/// answer is `503`.
-pub(super) async fn read_capped(
-    body: hyper::body::Incoming,
-    limit: u64,
-    timeout: Duration,
-    budget: &Arc<Semaphore>,
-) -> Result<(Bytes, OwnedSemaphorePermit), Rejection> {
-    let mut charge = take(budget, 1)?;
-    match tokio::time::timeout(timeout, read_charged(body, limit, budget, &mut charge)).await {
-        Err(_) => Err(Rejection::Timeout),
-        Ok(result) => result.map(|bytes| (bytes, charge)),
+/// A body's share of the budget for bodies in flight (`server.max_inflight_body`, counted
+/// in KiB), grown as the body's bytes arrive or are inflated, never ahead of them: a
+/// request that announces a large body and sends nothing holds nothing, so keeping others
+/// out takes sending the bytes. Given back when dropped.
+#[derive(Debug)]
+pub(super) struct Charge {
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Charge {
+    pub(super) fn new(budget: &Arc<Semaphore>) -> Charge {
+        Charge {
+            budget: budget.clone(),
+            held: None,
+        }
+    }
+
+    /// Grows the charge to cover `bytes`, or answers `503` when the budget is spent.
+    pub(super) fn cover(&mut self, bytes: u64) -> Result<(), Rejection> {
+        let needed = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let held = self.held.as_ref().map_or(0, |p| p.num_permits() as u32);
+        if needed <= held {
+            return Ok(());
+        }
+        let more = self.budget.clone().try_acquire_many_owned(needed - held);
+        let more = more.map_err(|_| {
+            tracing::warn!("body budget spent: too many bodies in flight");
+            Rejection::Unavailable { retry_after: 1 }
+        })?;
+        match &mut self.held {
+            Some(held) => held.merge(more),
+            None => self.held = Some(more),
+        }
+        Ok(())
     }
 }
 
-async fn read_charged(
-    mut body: hyper::body::Incoming,
+/// Reads the rest of `body`, refusing it as soon as it passes `limit` bytes (chunked bodies
+/// included) or takes longer than `timeout`, with its bytes charged to `charge` as they
+/// arrive. The body is borrowed, so that after a refusal what is left of it can still be
+/// read and dropped.
+pub(super) async fn read_capped(
+    body: &mut hyper::body::Incoming,
     limit: u64,
-    budget: &Arc<Semaphore>,
-    charge: &mut OwnedSemaphorePermit,
+    timeout: Duration,
+    charge: &mut Charge,
+) -> Result<Bytes, Rejection> {
+    tokio::time::timeout(timeout, read_charged(body, limit, charge))
+        .await
+        .unwrap_or(Err(Rejection::Timeout))
+}
+
+async fn read_charged(
+    body: &mut hyper::body::Incoming,
+    limit: u64,
+    charge: &mut Charge,
 ) -> Result<Bytes, Rejection> {
     let mut frames: Vec<Bytes> = Vec::new();
     let mut total: u64 = 0;
@@ -52,10 +83,7 @@ async fn read_charged(
         if total > limit {
             return Err(Rejection::TooLarge { limit });
         }
-        let owed = kib(total).saturating_sub(charge.num_permits() as u32);
-        if owed > 0 {
-            charge.merge(take(budget, owed)?);
-        }
+        charge.cover(total)?;
         frames.push(data);
     }
     Ok(match frames.len() {
@@ -91,19 +119,6 @@ pub(super) fn discard(body: hyper::body::Incoming, limit: u64, timeout: Duration
         };
         let _ = tokio::time::timeout(timeout, read).await;
     });
-}
-
-/// `bytes` in whole KiB, at least one.
-pub(super) fn kib(bytes: u64) -> u32 {
-    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
-}
-
-/// `kib` KiB from the budget for bodies in flight, or `503`.
-pub(super) fn take(budget: &Arc<Semaphore>, kib: u32) -> Result<OwnedSemaphorePermit, Rejection> {
-    budget.clone().try_acquire_many_owned(kib).map_err(|_| {
-        tracing::warn!("body budget spent: too many bodies in flight");
-        Rejection::Unavailable { retry_after: 1 }
-    })
 }
 
 /// The declared `Content-Length`, when present and valid.

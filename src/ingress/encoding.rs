@@ -8,6 +8,7 @@ use flate2::bufread::{GzDecoder, ZlibDecoder};
 use http::HeaderMap;
 
 use super::answer::Rejection;
+use super::body::Charge;
 
 /// How a request body is encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,25 +39,26 @@ pub(super) fn content_encoding(headers: &HeaderMap) -> Result<Encoding, Rejectio
     }
 }
 
-/// Refuses a `Transfer-Encoding` other than `chunked` with `501`: the HTTP layer takes the
-/// chunks apart, and a coding under them (`gzip, chunked`) would leave coded bytes to be
-/// stored and forwarded as the body.
+/// Refuses a `Transfer-Encoding` other than one `chunked` with `501`: the HTTP layer takes
+/// the chunks apart once, and a coding under them (`gzip, chunked`, or `chunked` twice)
+/// would leave coded bytes to be stored and forwarded as the body.
 pub(super) fn transfer_coding(headers: &HeaderMap) -> Result<(), Rejection> {
-    let plain = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .all(|value| {
-            value.to_str().is_ok_and(|text| {
-                text.split(',')
-                    .map(str::trim)
-                    .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("chunked"))
-            })
-        });
-    if plain {
-        Ok(())
-    } else {
-        Err(Rejection::UnsupportedTransferCoding)
+    let mut chunked = 0;
+    for value in headers.get_all(http::header::TRANSFER_ENCODING) {
+        let text = value
+            .to_str()
+            .map_err(|_| Rejection::UnsupportedTransferCoding)?;
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Err(Rejection::UnsupportedTransferCoding);
+            }
+            chunked += 1;
+        }
     }
+    if chunked > 1 {
+        return Err(Rejection::UnsupportedTransferCoding);
+    }
+    Ok(())
 }
 
 /// Refuses a `Content-Type` that is not visible ASCII, or that is sent twice with different
@@ -78,8 +80,10 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 /// files, the one use of several members, need a handful.
 const MAX_GZIP_MEMBERS: usize = 64;
 
-/// Inflates `wire` to at most `limit` bytes: a body that inflates past the cap is `413`, a
-/// corrupt one `400`. Runs on a blocking thread, since a large body is seconds of CPU.
+/// Inflates `wire` to at most `limit` bytes, charging what it inflates to `charge` as it
+/// grows: a body that inflates past the cap is `413`, a corrupt one `400`, one the budget
+/// cannot hold `503`. Runs on a blocking thread, since a large body is seconds of CPU; the
+/// charge comes back with the bytes it covers.
 ///
 /// Every gzip member is inflated (RFC 1952 allows several, up to [`MAX_GZIP_MEMBERS`] here),
 /// and bytes after the end of the compressed data are refused: a signature covers them, so
@@ -88,9 +92,10 @@ pub(super) async fn inflate(
     wire: Bytes,
     encoding: Encoding,
     limit: u64,
-) -> Result<Bytes, Rejection> {
+    mut charge: Charge,
+) -> Result<(Bytes, Charge), Rejection> {
     if encoding == Encoding::Identity {
-        return Ok(wire);
+        return Ok((wire, charge));
     }
     tokio::task::spawn_blocking(move || {
         let mut inflated = Vec::new();
@@ -99,14 +104,16 @@ pub(super) async fn inflate(
             // The bufread decoders take no more input than their stream holds, so `rest`
             // is what follows it.
             rest = match encoding {
-                Encoding::Gzip => read_stream(GzDecoder::new(rest), &mut inflated, limit)?,
-                _ => read_stream(ZlibDecoder::new(rest), &mut inflated, limit)?,
+                Encoding::Gzip => {
+                    read_stream(GzDecoder::new(rest), &mut inflated, limit, &mut charge)?
+                }
+                _ => read_stream(ZlibDecoder::new(rest), &mut inflated, limit, &mut charge)?,
             };
             if inflated.len() as u64 > limit {
                 return Err(Rejection::TooLarge { limit });
             }
             match (encoding, rest) {
-                (_, []) => return Ok(Bytes::from(inflated)),
+                (_, []) => return Ok((Bytes::from(inflated), charge)),
                 (Encoding::Gzip, [0x1f, 0x8b, ..]) => continue,
                 _ => return Err(Rejection::BadBody),
             }
@@ -134,19 +141,28 @@ impl<'a> Stream<'a> for ZlibDecoder<&'a [u8]> {
     }
 }
 
+/// Inflated bytes read at a time, each step charged before the next.
+const INFLATE_STEP: u64 = 64 << 10;
+
 /// Appends one stream's inflated bytes to `out`, reading at most one byte past `limit`
-/// in all; the input that follows the stream.
+/// in all and charging them as they come; the input that follows the stream.
 fn read_stream<'a>(
     mut stream: impl Stream<'a>,
     out: &mut Vec<u8>,
     limit: u64,
+    charge: &mut Charge,
 ) -> Result<&'a [u8], Rejection> {
-    let room = limit.saturating_add(1).saturating_sub(out.len() as u64);
-    (&mut stream)
-        .take(room)
-        .read_to_end(out)
-        .map_err(|_| Rejection::BadBody)?;
-    Ok(stream.rest())
+    loop {
+        let room = limit.saturating_add(1).saturating_sub(out.len() as u64);
+        let read = (&mut stream)
+            .take(room.min(INFLATE_STEP))
+            .read_to_end(out)
+            .map_err(|_| Rejection::BadBody)?;
+        charge.cover(out.len() as u64)?;
+        if read == 0 || room <= INFLATE_STEP {
+            return Ok(stream.rest());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +194,7 @@ mod tests {
             b"deflate,chunked",
             b"gzip",
             b"chunked, identity",
+            b"chunked, chunked",
         ] {
             let got = transfer_coding(&header_map(&[("transfer-encoding", refused)]));
             assert!(
@@ -186,6 +203,11 @@ mod tests {
                 String::from_utf8_lossy(refused)
             );
         }
+        let twice = [
+            ("transfer-encoding", &b"chunked"[..]),
+            ("transfer-encoding", b"chunked"),
+        ];
+        assert!(transfer_coding(&header_map(&twice)).is_err());
     }
 
     #[test]
@@ -224,6 +246,37 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("content-encoding", value.parse().unwrap());
         headers
+    }
+
+    /// Inflates with a budget that never runs out.
+    async fn inflate(wire: Bytes, encoding: Encoding, limit: u64) -> Result<Bytes, Rejection> {
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(1 << 20));
+        super::inflate(wire, encoding, limit, Charge::new(&budget))
+            .await
+            .map(|(bytes, _)| bytes)
+    }
+
+    #[tokio::test]
+    async fn what_is_inflated_is_charged_as_it_grows_and_given_back() {
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+        let small = gzip(&vec![b'a'; 100 << 10]);
+        let (bytes, charge) = super::inflate(small, Encoding::Gzip, 1 << 20, Charge::new(&budget))
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 100 << 10);
+        assert_eq!(
+            budget.available_permits(),
+            256 - 100,
+            "100 KiB held while kept"
+        );
+        drop(charge);
+        assert_eq!(budget.available_permits(), 256);
+
+        // Past the budget, well under the cap: 503, and the budget is whole again.
+        let large = gzip(&vec![b'a'; 512 << 10]);
+        let err = super::inflate(large, Encoding::Gzip, 1 << 20, Charge::new(&budget)).await;
+        assert!(matches!(err, Err(Rejection::Unavailable { .. })), "{err:?}");
+        assert_eq!(budget.available_permits(), 256);
     }
 
     #[tokio::test]

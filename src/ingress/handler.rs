@@ -6,13 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::answer::{self, Body, Rejection};
-use super::body::{declared_length, discard, kib, read_capped, take};
+use super::body::{Charge, declared_length, discard, read_capped};
 use super::client_ip::client_ip;
-use super::encoding::{Encoding, content_encoding, content_type, inflate, transfer_coding};
+use super::encoding::{content_encoding, content_type, inflate, transfer_coding};
 use super::{ClientCert, Ingress};
 use crate::route::{Examined, Route, SignatureOver};
 use crate::store::{NewEvent, now_ms};
@@ -170,8 +169,8 @@ fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Reje
     content_type(&parts.headers)
 }
 
-/// Admits, reads, verifies and stores one request; its body is taken from `body` only once
-/// it is admitted.
+/// Admits, reads, verifies and stores one request. What `body` holds when this returns is
+/// what is left unread of a refused request, for the caller to drop.
 async fn accept(
     ingress: &Ingress,
     route: &Arc<Route>,
@@ -182,7 +181,6 @@ async fn accept(
 ) -> Result<crate::store::Accepted, Rejection> {
     let now = now_ms() as u64 / 1_000;
     admit(ingress, route, client, &parts, tail, now)?;
-    let body = body.take().ok_or(Rejection::BadBody)?;
 
     let read = read_verified(ingress, route, &parts, body, tail, now).await?;
     let examined = examine(route, &parts, &read.body).await?;
@@ -212,7 +210,7 @@ async fn examine(route: &Arc<Route>, parts: &Parts, body: &Bytes) -> Result<Exam
 struct Read {
     body: Bytes,
     scope: Option<String>,
-    _held: [Option<OwnedSemaphorePermit>; 2],
+    _held: [Charge; 2],
 }
 
 /// Reads the body within its reservation, inflates it, and verifies the bytes the sender
@@ -223,18 +221,20 @@ async fn read_verified(
     ingress: &Ingress,
     route: &Route,
     parts: &Parts,
-    body: hyper::body::Incoming,
+    unread: &mut Option<hyper::body::Incoming>,
     tail: Option<&str>,
     now: u64,
 ) -> Result<Read, Rejection> {
     let encoding = content_encoding(&parts.headers)?;
-    let (wire, reading) = read_capped(
-        body,
-        route.max_body,
-        ingress.server.body_timeout,
-        &ingress.body_budget,
-    )
-    .await?;
+    let body = unread.as_mut().ok_or(Rejection::BadBody)?;
+    let mut reading = Charge::new(&ingress.body_budget);
+    let limits = (route.max_body, ingress.server.body_timeout);
+    let read = read_capped(body, limits.0, limits.1, &mut reading).await;
+    // Read whole, or too slow or broken to be worth reading on: nothing is left to drop.
+    if matches!(read, Ok(_) | Err(Rejection::Timeout | Rejection::BadBody)) {
+        *unread = None;
+    }
+    let wire = read?;
     let incoming = |body| Incoming {
         headers: &parts.headers,
         query: parts.uri.query(),
@@ -246,11 +246,8 @@ async fn read_verified(
     if route.signature_over == SignatureOver::Wire {
         verify(ingress, route, &incoming(&wire))?;
     }
-    let inflating = match encoding {
-        Encoding::Identity => None,
-        _ => Some(take(&ingress.body_budget, kib(route.max_body))?),
-    };
-    let body = inflate(wire.clone(), encoding, route.max_body).await?;
+    let inflating = Charge::new(&ingress.body_budget);
+    let (body, inflating) = inflate(wire.clone(), encoding, route.max_body, inflating).await?;
     let signed = match route.signature_over {
         SignatureOver::Wire => incoming(&wire),
         SignatureOver::Inflated => {
@@ -262,7 +259,7 @@ async fn read_verified(
     Ok(Read {
         body,
         scope,
-        _held: [Some(reading), inflating],
+        _held: [reading, inflating],
     })
 }
 
