@@ -23,6 +23,7 @@ use crate::config::secret::Secret;
 use crate::deliver::{Health, Pauses, Wakers};
 use crate::store::Store;
 use crate::telemetry::metrics::{Metrics, UpstreamState};
+use crate::telemetry::throttle::Throttle;
 
 /// The validated `[admin]` table.
 #[derive(Debug, Clone)]
@@ -89,8 +90,11 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "admin connection limit reached, \
-                closing a new connection");
+            static FULL: Throttle = Throttle::new();
+            if let Some(left_out) = FULL.pass() {
+                tracing::warn!(%peer, limit = MAX_CONNECTIONS, left_out, "admin connection \
+                    limit reached, closing a new connection");
+            }
             continue;
         };
         let admin = admin.clone();

@@ -27,6 +27,7 @@ use crate::config::Server;
 use crate::route::Router;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::throttle::Throttle;
 
 /// Everything a request needs, for one configuration.
 #[derive(Debug)]
@@ -124,7 +125,10 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached, closing a new connection");
+            static FULL: Throttle = Throttle::new();
+            if let Some(left_out) = FULL.pass() {
+                tracing::warn!(%peer, left_out, "connection limit reached, closing a new connection");
+            }
             continue;
         };
         let server = &live.ingress().server;
@@ -137,8 +141,11 @@ pub async fn serve(
         } else {
             let most = server.max_connections_per_client;
             let Some(counted) = by_client.admit(peer.ip(), most) else {
-                tracing::warn!(%peer, limit = most, "client connection limit reached, \
-                    closing a new connection");
+                static CLIENT_FULL: Throttle = Throttle::new();
+                if let Some(left_out) = CLIENT_FULL.pass() {
+                    tracing::warn!(%peer, limit = most, left_out, "client connection limit \
+                        reached, closing a new connection");
+                }
                 continue;
             };
             Some(counted)

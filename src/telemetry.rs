@@ -1,6 +1,7 @@
 //! Logging set-up and the one helper that keeps credentials out of logs and stored copies.
 
 pub mod metrics;
+pub mod throttle;
 
 use http::HeaderMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};

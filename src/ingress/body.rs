@@ -10,6 +10,7 @@ use hyper::body::Body as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::answer::Rejection;
+use crate::telemetry::throttle::Throttle;
 
 /// A body's share of the budget for bodies in flight (`server.max_inflight_body`, counted
 /// in KiB), grown as the body's bytes arrive or are inflated, never ahead of them: a
@@ -38,7 +39,10 @@ impl Charge {
         }
         let more = self.budget.clone().try_acquire_many_owned(needed - held);
         let more = more.map_err(|_| {
-            tracing::warn!("body budget spent: too many bodies in flight");
+            static SPENT: Throttle = Throttle::new();
+            if let Some(left_out) = SPENT.pass() {
+                tracing::warn!(left_out, "body budget spent: too many bodies in flight");
+            }
             Rejection::Unavailable { retry_after: 1 }
         })?;
         match &mut self.held {
