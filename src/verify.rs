@@ -188,6 +188,9 @@ pub enum VerifyError {
     /// The same header or parameter arrived more than once with different values.
     #[error("{0}: sent more than once with different values")]
     Conflicting(&'static str),
+    /// Two names of one credential (a header under both its names) hold different values.
+    #[error("{0} and {1} differ")]
+    Disagreeing(&'static str, &'static str),
     /// The signature or token does not match any active secret.
     #[error("credentials do not match")]
     Mismatch,
@@ -208,7 +211,7 @@ impl VerifyError {
         match self {
             VerifyError::Missing(_) => "missing",
             VerifyError::Malformed(_) => "malformed",
-            VerifyError::Conflicting(_) => "conflicting",
+            VerifyError::Conflicting(_) | VerifyError::Disagreeing(..) => "conflicting",
             VerifyError::Mismatch => "mismatch",
             VerifyError::Stale => "stale",
             VerifyError::Expired => "expired",

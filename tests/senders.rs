@@ -157,8 +157,9 @@ async fn a_key_on_webhook_id_holds_for_svix_names_and_an_unsigned_copy_is_refuse
     let client = gw.site.client();
     let url = gw.url("/hooks/svix");
     let body = "{\"type\":\"invoice.paid\"}";
-    let ts = now().to_string();
-    let sig_a = reference_sign(WHSEC, "msg_a", now(), body);
+    let signed_at = now();
+    let ts = signed_at.to_string();
+    let sig_a = reference_sign(WHSEC, "msg_a", signed_at, body);
     let svix = [
         ("svix-id", "msg_a"),
         ("svix-timestamp", ts.as_str()),
@@ -177,9 +178,11 @@ async fn a_key_on_webhook_id_holds_for_svix_names_and_an_unsigned_copy_is_refuse
         let copied = [svix.as_slice(), &[("webhook-id", chosen)]].concat();
         let answer = client.post(&url, &copied, body.as_bytes()).await;
         assert_eq!(answer.status, 401, "{chosen}: {}", answer.json());
+        assert_eq!(answer.json()["message"], "svix-id and webhook-id differ");
     }
-    let sig_b = reference_sign(WHSEC, "msg_b", now(), body);
-    let ts_b = now().to_string();
+    let signed_at = now();
+    let sig_b = reference_sign(WHSEC, "msg_b", signed_at, body);
+    let ts_b = signed_at.to_string();
     let genuine = [
         ("webhook-id", "msg_b"),
         ("webhook-timestamp", ts_b.as_str()),

@@ -196,14 +196,18 @@ impl StandardWebhooks {
         let sent_at = header::required(request.headers, &names.timestamp, timestamp_label)?;
         // A sender may send both families. Whatever reads a header later (a dedup key on
         // `webhook-id`, an upstream) must not find there a value that was not signed.
-        for (name, label, signed) in [
-            (&other.id, other.labels[0], id),
-            (&other.timestamp, other.labels[1], sent_at),
-            (&other.signature, other.labels[2], signature),
-        ] {
+        for (i, (name, signed)) in [
+            (&other.id, id),
+            (&other.timestamp, sent_at),
+            (&other.signature, signature),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let label = other.labels[i];
             if header::optional(request.headers, name, label)?.is_some_and(|value| value != signed)
             {
-                return Err(VerifyError::Conflicting(label));
+                return Err(VerifyError::Disagreeing(names.labels[i], label));
             }
         }
         let skew = timestamp::check(
@@ -381,10 +385,9 @@ mod tests {
             ("webhook-timestamp", "1614265331"),
         ] {
             let added = published("svix", SIGNATURE).header(name, value);
-            assert_eq!(
-                added.verify(&*verifier()),
-                Err(VerifyError::Conflicting(name))
-            );
+            let ours = name.replace("webhook", "svix");
+            let refused = added.verify(&*verifier()).unwrap_err();
+            assert_eq!(refused.to_string(), format!("{ours} and {name} differ"));
         }
         // A `webhook-signature` of its own makes it a `webhook-*` request, and the three
         // of that family must then be whole and signed.
@@ -394,12 +397,12 @@ mod tests {
             .header("webhook-signature", SIGNATURE);
         assert_eq!(
             whole.verify(&*verifier()),
-            Err(VerifyError::Conflicting("svix-id"))
+            Err(VerifyError::Disagreeing("webhook-id", "svix-id"))
         );
         let added = published("webhook", SIGNATURE).header("svix-id", "msg_chosen");
         assert_eq!(
             added.verify(&*verifier()),
-            Err(VerifyError::Conflicting("svix-id"))
+            Err(VerifyError::Disagreeing("webhook-id", "svix-id"))
         );
     }
 
