@@ -16,7 +16,7 @@ repo=$PWD
 source "$repo/bench/lib.sh"
 rate=${1:-200}
 seconds=${2:-10}
-work=${BENCH_WORK:-$repo/target/bench-callgrind}
+work=$(realpath -m "${BENCH_WORK:-$repo/target/bench-callgrind}")
 hookgate=${BENCH_HOOKGATE:-$repo/target/release/hookgate}
 tools=$repo/bench/tools/target/release/hookgate-bench
 secret=bench-secret-not-for-production

@@ -20,7 +20,7 @@ payloads=${BENCH_PAYLOADS-short long}      # empty: the backlog run only
 # Runs at half the peak rate: their p99 moves by several times from run to run, so the
 # target is judged on the median of a few.
 half_runs=${BENCH_HALF_RUNS:-3}
-work=${BENCH_WORK:-$repo/target/bench-run}
+work=$(realpath -m "${BENCH_WORK:-$repo/target/bench-run}")
 secret=bench-secret-not-for-production
 
 # Five loopback ports from here on, below the ephemeral range (32768 and up) so that no
