@@ -135,10 +135,15 @@ async fn a_refused_request_whose_body_is_still_arriving_gets_its_answer_and_keep
 }
 
 #[tokio::test]
-async fn a_coding_under_chunked_and_a_content_type_beyond_ascii_are_refused_with_json() {
+async fn two_hosts_a_coding_under_chunked_and_a_content_type_beyond_ascii_are_refused() {
     let (upstream, gw) = gateway("").await;
     let body = r#"{"request_id":"framed"}"#;
-    let cases: [(&[u8], &str, &str); 2] = [
+    let cases: [(&[u8], &str, &str); 3] = [
+        (
+            b"transfer-encoding: chunked\r\nhost: other.example",
+            "HTTP/1.1 400",
+            "bad_host",
+        ),
         (
             b"transfer-encoding: gzip, chunked\r\ncontent-type: application/json",
             "HTTP/1.1 501",

@@ -59,6 +59,8 @@ pub enum Rejection {
     UnsupportedTransferCoding,
     /// A `Content-Type` that is not visible ASCII, or two different ones.
     BadContentType,
+    /// More than one `Host` header: which one names the site is not for the gateway to guess.
+    BadHost,
     /// Verification failed.
     Unauthorized(VerifyError),
     /// The gateway cannot store the event now; nothing was stored.
@@ -102,7 +104,8 @@ impl Rejection {
             | Rejection::NotJson
             | Rejection::RepeatedKey
             | Rejection::DedupHeader(_)
-            | Rejection::BadContentType => StatusCode::BAD_REQUEST,
+            | Rejection::BadContentType
+            | Rejection::BadHost => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -129,6 +132,7 @@ impl Rejection {
             Rejection::UnsupportedEncoding => "unsupported_encoding",
             Rejection::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Rejection::BadContentType => "bad_content_type",
+            Rejection::BadHost => "bad_host",
             Rejection::Unauthorized(_) => "unauthorized",
             Rejection::Unavailable { .. } => "unavailable",
         }
@@ -161,6 +165,7 @@ impl Rejection {
                 "transfer-encoding must be chunked or none".into()
             }
             Rejection::BadContentType => "content-type must be one value of visible ASCII".into(),
+            Rejection::BadHost => "host sent more than once".into(),
             Rejection::Unauthorized(e) => e.to_string(),
             Rejection::Unavailable { .. } => "cannot store the event now, retry later".into(),
         }

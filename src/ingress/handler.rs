@@ -154,8 +154,8 @@ fn count_rejected(ingress: &Ingress, route: &str, rejection: &Rejection) {
 
 /// What is refused before routing: a connection without a trusted client certificate when
 /// the listener wants one, a request with too many header fields (HTTP/1.1 refuses those
-/// while parsing; HTTP/2 has no count of its own), a transfer coding under `chunked`, and a
-/// `Content-Type` that cannot be stored and forwarded as it came.
+/// while parsing; HTTP/2 has no count of its own), two `Host` headers, a transfer coding
+/// under `chunked`, and a `Content-Type` that cannot be stored and forwarded as it came.
 fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Rejection> {
     match peer.cert {
         ClientCert::NotAsked | ClientCert::Trusted => {}
@@ -164,6 +164,15 @@ fn at_the_door(ingress: &Ingress, peer: &Peer, parts: &Parts) -> Result<(), Reje
     }
     if parts.headers.len() > ingress.server.max_headers {
         return Err(Rejection::TooManyHeaders);
+    }
+    if parts
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(Rejection::BadHost);
     }
     transfer_coding(&parts.headers)?;
     content_type(&parts.headers)
