@@ -628,9 +628,13 @@ async fn the_global_rate_counts_verified_requests_of_every_route_together() {
     assert_eq!(count(&gw.site.db_path(), "SELECT count(*) FROM events"), 3);
 }
 
-#[tokio::test]
-async fn an_http2_rapid_reset_flood_ends_the_connection_and_others_are_still_served() {
-    let (upstream, gw) = gateway("").await;
+/// An HTTP/2 connection to the gateway, driven by a task of its own.
+async fn h2_connection(
+    gw: &Running,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
     let cert = CertificateDer::from_pem_file(gw.site.cert_path()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
@@ -644,8 +648,57 @@ async fn an_http2_rapid_reset_flood_ends_the_connection_and_others_are_still_ser
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
-    let (mut send, connection) = h2::client::handshake(tls).await.unwrap();
-    let driver = tokio::spawn(connection);
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    (send, tokio::spawn(connection))
+}
+
+#[tokio::test]
+async fn an_http2_stream_refused_before_its_body_ends_normally_once_the_body_is_sent() {
+    let (_upstream, gw) = gateway("").await;
+    let (send, _driver) = h2_connection(&gw).await;
+    let mut send = send.ready().await.unwrap();
+    let url = gw.url("/hooks/pulse?token=wrong");
+    let request = http::Request::post(url.as_str()).body(()).unwrap();
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("answered before the body")
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    // The sender goes on with its 200 KB, as a client that writes before it reads does: the
+    // gateway takes them, and the stream is not reset under it.
+    let mut left = 200_000usize;
+    while left > 0 {
+        stream.reserve_capacity(left);
+        let granted = tokio::time::timeout(
+            Duration::from_secs(10),
+            std::future::poll_fn(|cx| stream.poll_capacity(cx)),
+        )
+        .await
+        .expect("flow control opened")
+        .expect("the stream is open")
+        .expect("no reset");
+        let n = granted.min(left);
+        left -= n;
+        stream
+            .send_data(bytes::Bytes::from(vec![b'x'; n]), left == 0)
+            .expect("the stream takes the body");
+    }
+    let body = response.into_body();
+    let reset = tokio::time::timeout(
+        Duration::from_millis(500),
+        std::future::poll_fn(|cx| stream.poll_reset(cx)),
+    )
+    .await;
+    assert!(reset.is_err(), "the stream was reset: {reset:?}");
+    drop(body);
+}
+
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_ends_the_connection_and_others_are_still_served() {
+    let (upstream, gw) = gateway("").await;
+    let (mut send, driver) = h2_connection(&gw).await;
 
     let url = gw.url(&format!("/hooks/pulse?token={TOKEN}"));
     for _ in 0..10_000 {

@@ -46,12 +46,12 @@ pub(super) async fn handle(
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    // Refused before its body was read, an HTTP/1 sender may still be writing it, and a
-    // connection closed with unread bytes is reset, which loses the answer on its way; so
-    // the rest is read and dropped. Not when the sender waits for `100 Continue` before it
-    // sends (it will not send), nor past the cap, nor for HTTP/2, which ends the stream.
-    let lingers = parts.version <= http::Version::HTTP_11
-        && !parts.headers.contains_key(http::header::EXPECT)
+    // Refused before its body was read, a sender may still be writing it. Over HTTP/1 a
+    // connection closed with unread bytes is reset, which loses the answer on its way; over
+    // HTTP/2 the stream is reset, which some clients report in place of the answer. So the
+    // rest is read and dropped; not when the sender waits for `100 Continue` before it
+    // sends (it will not send), nor past the cap.
+    let lingers = !parts.headers.contains_key(http::header::EXPECT)
         && declared_length(&parts.headers).is_none_or(|n| n <= ingress.server.max_body);
     let mut unread = Some(body);
     let response = answer(ingress, peer, parts, &mut unread).await;
