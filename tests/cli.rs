@@ -99,6 +99,21 @@ fn configuration_errors_name_the_file_line_and_key() {
 }
 
 #[test]
+fn a_misspelled_table_is_named_itself_not_the_table_before_it() {
+    let base = server_toml("") + &upstream_toml("u", "http://127.0.0.1:9/", "");
+    let shown = check_fails(&(base.clone() + "[stroe]\npath = \"x\"\n" + &pulse_route("[\"u\"]")));
+    assert!(
+        shown.contains(": stroe: unknown field `stroe`") && shown.contains("did you mean `store`?"),
+        "{shown}"
+    );
+    let shown = check_fails(&(base + &pulse_route("[\"u\"]").replace("[[routes]]", "[[route]]")));
+    assert!(
+        shown.contains(": route[0]: unknown field `route`"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn a_value_of_the_wrong_type_is_named_by_its_key() {
     let upstream = upstream_toml("u", "http://127.0.0.1:9/", "");
     let route = pulse_route("[\"u\"]");

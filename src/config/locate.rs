@@ -39,6 +39,17 @@ impl Locator<'_> {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        // On a `[table]` line, the table is what is at fault (a misspelled name, a field it
+        // lacks), not the one before it.
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        if self.text[line_start..line_end]
+            .trim_start()
+            .starts_with('[')
+        {
+            return table_at(&self.text[..line_end]).unwrap_or_else(|| "file".to_owned());
+        }
         let table = table_at(&self.text[..line_start]);
 
         let spanned = &self.text[start..end];
@@ -224,5 +235,21 @@ mod tests {
         assert_eq!(locate.key_at(start..start + 3), "routes[0].name");
         let start = text.find("\"x\"").unwrap();
         assert_eq!(locate.key_at(start..start + 3), "upstreams.u.url");
+    }
+
+    #[test]
+    fn an_error_on_a_table_line_names_that_table() {
+        let text = "[admin]\nlisten = \"x\"\n\n[stroe]\npath = \"p\"\n\n[[routes]]\nname = \"a\"\n\
+            \n[[route]]\nname = \"b\"\n";
+        let locate = Locator {
+            file: Path::new("gateway.toml"),
+            text,
+        };
+        let start = text.find("stroe").unwrap();
+        assert_eq!(locate.key_at(start..start + 5), "stroe");
+        let start = text.find("[[route]]").unwrap() + 2;
+        assert_eq!(locate.key_at(start..start + 5), "route[0]");
+        let start = text.find("[[routes]]").unwrap();
+        assert_eq!(locate.key_at(start..start + 10), "routes[0]");
     }
 }
