@@ -124,6 +124,8 @@ impl Gateway {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
+        // Before the store, so that a start without its certificate leaves nothing behind.
+        let tls = tls_acceptor(config)?;
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
         let sqlite = SqliteStore::open(&config.store_path)?;
@@ -131,7 +133,6 @@ impl Gateway {
         sqlite.observe_commits(move |requests, took| observed.commit(requests, took));
         let store: Arc<dyn Store> = Arc::new(sqlite);
         warn_of_orphans(store.as_ref(), config).await;
-        let tls = tls_acceptor(config)?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

@@ -558,7 +558,13 @@ fn check_loads_the_certificate_and_key_as_a_start_would() {
     std::fs::remove_file(&files.key).unwrap();
     let out = hookgate(&site.config_path, &["check"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("gateway.key"), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("gateway.key: missing, while")
+            && shown.contains("gateway.crt is there")
+            && shown.contains("`create` makes a pair only when neither file exists"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -580,6 +586,7 @@ fn without_create_a_missing_certificate_stops_a_start_and_nothing_is_made() {
             "{command}: {shown}"
         );
         assert!(!site.cert_path().exists(), "{command} made a certificate");
+        assert!(!site.db_path().exists(), "{command} made a store");
     }
 }
 

@@ -211,6 +211,21 @@ fn server_config(
         tracing::warn!(cert = %files.cert.display(),
             "created a self-signed development certificate; configure a real one for production");
     }
+    // One of the two alone: a pair half in place, which no setting completes.
+    for (path, other) in [(&files.cert, &files.key), (&files.key, &files.cert)] {
+        if !path.exists() {
+            let made = if files.create {
+                "; `create` makes a pair only when neither file exists"
+            } else {
+                ""
+            };
+            let message = format!(
+                "missing, while {} is there: put the matching file here{made}",
+                other.display()
+            );
+            return Err(file_error(path, message));
+        }
+    }
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| file_error(&files.cert, e))?;
