@@ -432,7 +432,10 @@ fn upstream_from_raw(
 ) -> Result<Upstream, ConfigError> {
     let key = format!("upstreams.{}", name.get_ref());
     let url: http::Uri = raw.url.get_ref().parse().map_err(|_| {
-        let msg = format!("{:?} is not a URL", raw.url.get_ref());
+        let msg = format!(
+            "{:?} is not a URL; write an absolute http:// or https:// URL",
+            raw.url.get_ref()
+        );
         locate.error(raw.url.span(), &format!("{key}.url"), msg)
     })?;
     if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {

@@ -96,6 +96,14 @@ fn configuration_errors_name_the_file_line_and_key() {
         shown.contains("routes[0].verify") && shown.contains("HOOKGATE_SURELY_UNSET_VAR"),
         "{shown}"
     );
+
+    let no_scheme =
+        server_toml("") + &upstream_toml("u", "127.0.0.1:7001/x", "") + &pulse_route("[\"u\"]");
+    let shown = check_fails(&no_scheme);
+    assert!(
+        shown.contains("upstreams.u.url") && shown.contains("absolute http:// or https:// URL"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -303,6 +311,58 @@ fn an_inline_secret_works_but_is_warned_about() {
         !text(&out).contains("inline-secret"),
         "the secret itself is never printed"
     );
+}
+
+#[tokio::test]
+async fn send_says_what_to_do_when_the_gateway_certificate_is_marked_as_a_ca() {
+    let site = Site::new(
+        &(server_toml("")
+            + &upstream_toml("u", "http://127.0.0.1:9/", "")
+            + &pulse_route("[\"u\"]")),
+    );
+    // What a common one-line openssl recipe makes: a self-signed certificate for
+    // localhost that is also a CA.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(site.cert_path().parent().unwrap()).unwrap();
+    std::fs::write(site.cert_path(), cert.pem()).unwrap();
+    std::fs::write(
+        site.cert_path().with_file_name("gateway.key"),
+        key.serialize_pem(),
+    )
+    .unwrap();
+    let gateway = hookgate::gateway::Gateway::start(&site.config())
+        .await
+        .unwrap();
+
+    let base = format!("https://localhost:{}", gateway.local_addr().port());
+    let body = site.dir.path().join("body.json");
+    std::fs::write(&body, br#"{"request_id":"r1"}"#).unwrap();
+    let config = site.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        hookgate(
+            &config,
+            &[
+                "send",
+                "--route",
+                "pulse",
+                "--url",
+                &base,
+                body.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("marked as a CA") && text(&out).contains("CA:FALSE"),
+        "{}",
+        text(&out)
+    );
+    gateway.shutdown().await;
 }
 
 #[tokio::test]

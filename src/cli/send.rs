@@ -208,9 +208,25 @@ fn without_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(base, _)| base)
 }
 
+/// An error and its causes on one line, with what to do for the certificate problems a
+/// first setup meets.
 fn error_text(error: &dyn std::error::Error) -> String {
+    let text = causes(error);
+    let hint = if text.contains("CaUsedAsEndEntity") {
+        " (the gateway's certificate is marked as a CA; make one with \
+         `basicConstraints = CA:FALSE`, or let `create = true` make a development pair)"
+    } else if text.contains("UnknownIssuer") {
+        " (the gateway's certificate is not one this command trusts; pass --cacert with the \
+         certificate or its CA)"
+    } else {
+        ""
+    };
+    text + hint
+}
+
+fn causes(error: &dyn std::error::Error) -> String {
     match error.source() {
-        Some(cause) => format!("{error}: {}", error_text(cause)),
+        Some(cause) => format!("{error}: {}", causes(cause)),
         None => error.to_string(),
     }
 }
