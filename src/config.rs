@@ -591,7 +591,18 @@ fn route_from_raw(
             .upstreams
             .iter()
             .find(|u| *u.name == *name)
-            .ok_or_else(|| ctx.error(&field, format!("no [upstreams.{name}] is defined")))?;
+            .ok_or_else(|| {
+                let known: Vec<String> = ctx
+                    .upstreams
+                    .iter()
+                    .map(|u| format!("`{}`", u.name))
+                    .collect();
+                let message = format!(
+                    "unknown upstream `{name}`: no [upstreams.{name}] is defined (defined: {})",
+                    known.join(", ")
+                );
+                ctx.error(&field, locate::with_suggestion(&message))
+            })?;
         let when = Filter::new(when).map_err(|m| ctx.error(&format!("{field}.when"), m))?;
         let credential = verifier.credential_header();
         if let Some(header) = credential.filter(|h| {

@@ -97,6 +97,16 @@ fn configuration_errors_name_the_file_line_and_key() {
         "{shown}"
     );
 
+    let misnamed = server_toml("")
+        + &upstream_toml("alerts", "http://127.0.0.1:9/", "")
+        + &pulse_route("[\"alert\"]");
+    let shown = check_fails(&misnamed);
+    assert!(
+        shown.contains("routes[0].upstreams[0]: unknown upstream `alert`")
+            && shown.contains("did you mean `alerts`?"),
+        "{shown}"
+    );
+
     let no_scheme =
         server_toml("") + &upstream_toml("u", "127.0.0.1:7001/x", "") + &pulse_route("[\"u\"]");
     let shown = check_fails(&no_scheme);
