@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -13,9 +13,9 @@ use super::answer::Rejection;
 use crate::telemetry::throttle::Throttle;
 
 /// A body's share of the budget for bodies in flight (`server.max_inflight_body`, counted
-/// in KiB), grown as the body's bytes arrive or are inflated, never ahead of them: a
-/// request that announces a large body and sends nothing holds nothing, so keeping others
-/// out takes sending the bytes. Given back when dropped.
+/// in KiB), grown with the memory the body's bytes take as they arrive or are inflated,
+/// never ahead of them: a request that announces a large body and sends nothing holds
+/// nothing, so keeping others out takes sending the bytes. Given back when dropped.
 #[derive(Debug)]
 pub(super) struct Charge {
     budget: Arc<Semaphore>,
@@ -53,10 +53,33 @@ impl Charge {
     }
 }
 
+/// Smallest room a body buffer is given, so that a body of many small pieces is not moved
+/// for each of them.
+const FIRST_ROOM: usize = 16 << 10;
+
+/// Makes room in `buf` for `needed` bytes in all, at most `cap`: its capacity doubles, so a
+/// growing body is moved a few times, not once per piece. The capacity, which is what the
+/// memory costs, is charged before it is taken.
+pub(super) fn reserve_charged(
+    buf: &mut Vec<u8>,
+    needed: usize,
+    cap: usize,
+    charge: &mut Charge,
+) -> Result<(), Rejection> {
+    if buf.capacity() >= needed {
+        return Ok(());
+    }
+    let doubled = buf.capacity().saturating_mul(2).max(FIRST_ROOM);
+    let target = doubled.min(cap).max(needed);
+    charge.cover(target as u64)?;
+    buf.reserve_exact(target - buf.len());
+    Ok(())
+}
+
 /// Reads the rest of `body`, refusing it as soon as it passes `limit` bytes (chunked bodies
-/// included) or takes longer than `timeout`, with its bytes charged to `charge` as they
-/// arrive. The body is borrowed, so that after a refusal what is left of it can still be
-/// read and dropped.
+/// included) or takes longer than `timeout`, with the memory it takes charged to `charge`
+/// as it arrives. The body is borrowed, so that after a refusal what is left of it can
+/// still be read and dropped.
 pub(super) async fn read_capped(
     body: &mut hyper::body::Incoming,
     limit: u64,
@@ -68,13 +91,17 @@ pub(super) async fn read_capped(
         .unwrap_or(Err(Rejection::Timeout))
 }
 
+/// Each piece is copied into one buffer of the gateway's own as it arrives. A piece the
+/// HTTP layer hands over is a slice of its read buffer, and keeping the slice would keep
+/// that whole buffer: a sender of one-byte chunks, each behind a long size line, would
+/// hold kilobytes for every byte charged.
 async fn read_charged(
     body: &mut hyper::body::Incoming,
     limit: u64,
     charge: &mut Charge,
 ) -> Result<Bytes, Rejection> {
-    let mut frames: Vec<Bytes> = Vec::new();
-    let mut total: u64 = 0;
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut whole: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
             tracing::debug!(%error, "request body could not be read");
@@ -83,24 +110,14 @@ async fn read_charged(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        total += data.len() as u64;
-        if total > limit {
+        let needed = whole.len() + data.len();
+        if needed > cap {
             return Err(Rejection::TooLarge { limit });
         }
-        charge.cover(total)?;
-        frames.push(data);
+        reserve_charged(&mut whole, needed, cap, charge)?;
+        whole.extend_from_slice(&data);
     }
-    Ok(match frames.len() {
-        0 => Bytes::new(),
-        1 => frames.swap_remove(0),
-        _ => {
-            let mut whole = BytesMut::with_capacity(total as usize);
-            frames
-                .iter()
-                .for_each(|frame| whole.extend_from_slice(frame));
-            whole.freeze()
-        }
-    })
+    Ok(Bytes::from(whole))
 }
 
 /// Reads and throws away the rest of a refused request's body in a task of its own, up to
