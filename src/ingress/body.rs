@@ -53,13 +53,14 @@ impl Charge {
     }
 }
 
-/// Smallest room a body buffer is given, so that a body of many small pieces is not moved
+/// Smallest room a body buffer grows to, so that a body of many small pieces is not moved
 /// for each of them.
-const FIRST_ROOM: usize = 16 << 10;
+const MIN_GROWTH: usize = 16 << 10;
 
-/// Makes room in `buf` for `needed` bytes in all, at most `cap`: its capacity doubles, so a
-/// growing body is moved a few times, not once per piece. The capacity, which is what the
-/// memory costs, is charged before it is taken.
+/// Makes room in `buf` for `needed` bytes in all, at most `cap`: exactly that at first (a
+/// body in one piece, the usual case, takes no more), then doubling, so a growing body is
+/// moved a few times, not once per piece. The capacity, which is what the memory costs, is
+/// charged before it is taken.
 pub(super) fn reserve_charged(
     buf: &mut Vec<u8>,
     needed: usize,
@@ -69,8 +70,10 @@ pub(super) fn reserve_charged(
     if buf.capacity() >= needed {
         return Ok(());
     }
-    let doubled = buf.capacity().saturating_mul(2).max(FIRST_ROOM);
-    let target = doubled.min(cap).max(needed);
+    let target = match buf.capacity() {
+        0 => needed,
+        room => room.saturating_mul(2).max(MIN_GROWTH).min(cap).max(needed),
+    };
     charge.cover(target as u64)?;
     buf.reserve_exact(target - buf.len());
     Ok(())
