@@ -23,7 +23,7 @@ use crate::config::secret::Secret;
 use crate::deliver::{Health, Pauses, Wakers};
 use crate::store::Store;
 use crate::telemetry::metrics::{Metrics, UpstreamState};
-use crate::telemetry::throttle::Throttle;
+use crate::verify::header::strip_prefix_ignore_case;
 
 /// The validated `[admin]` table.
 #[derive(Debug, Clone)]
@@ -90,11 +90,8 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            static FULL: Throttle = Throttle::new();
-            if let Some(left_out) = FULL.pass() {
-                tracing::warn!(%peer, limit = MAX_CONNECTIONS, left_out, "admin connection \
-                    limit reached, closing a new connection");
-            }
+            crate::warn_throttled!(%peer, limit = MAX_CONNECTIONS, "admin connection limit \
+                reached, closing a new connection");
             continue;
         };
         let admin = admin.clone();
@@ -227,10 +224,7 @@ fn authorized(admin: &Admin, request: &Request<hyper::body::Incoming>) -> bool {
 /// The token of an `Authorization: Bearer <token>` value; the scheme's name is matched in
 /// any case (RFC 9110, 11.1), and one or more spaces may follow it.
 fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start_matches(' '))
+    strip_prefix_ignore_case(value, "Bearer ").map(|token| token.trim_start_matches(' '))
 }
 
 async fn metrics(admin: &Admin) -> Answer {

@@ -27,7 +27,6 @@ use crate::config::Server;
 use crate::route::Router;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::throttle::Throttle;
 
 /// Everything a request needs, for one configuration.
 #[derive(Debug)]
@@ -125,10 +124,7 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            static FULL: Throttle = Throttle::new();
-            if let Some(left_out) = FULL.pass() {
-                tracing::warn!(%peer, left_out, "connection limit reached, closing a new connection");
-            }
+            crate::warn_throttled!(%peer, "connection limit reached, closing a new connection");
             continue;
         };
         let server = &live.ingress().server;
@@ -141,11 +137,8 @@ pub async fn serve(
         } else {
             let most = server.max_connections_per_client;
             let Some(counted) = by_client.admit(peer.ip(), most) else {
-                static CLIENT_FULL: Throttle = Throttle::new();
-                if let Some(left_out) = CLIENT_FULL.pass() {
-                    tracing::warn!(%peer, limit = most, left_out, "client connection limit \
-                        reached, closing a new connection");
-                }
+                crate::warn_throttled!(%peer, limit = most, "client connection limit reached, \
+                    closing a new connection");
                 continue;
             };
             Some(counted)

@@ -18,7 +18,7 @@ mod callback;
 mod compare;
 mod config;
 mod encoding;
-mod header;
+pub(crate) mod header;
 mod hmac;
 mod keys;
 mod mac;

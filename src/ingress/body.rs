@@ -10,7 +10,6 @@ use hyper::body::Body as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::answer::Rejection;
-use crate::telemetry::throttle::Throttle;
 
 /// A body's share of the budget for bodies in flight (`server.max_inflight_body`, counted
 /// in KiB), grown with the memory the body's bytes take as they arrive or are inflated,
@@ -39,10 +38,7 @@ impl Charge {
         }
         let more = self.budget.clone().try_acquire_many_owned(needed - held);
         let more = more.map_err(|_| {
-            static SPENT: Throttle = Throttle::new();
-            if let Some(left_out) = SPENT.pass() {
-                tracing::warn!(left_out, "body budget spent: too many bodies in flight");
-            }
+            crate::warn_throttled!("body budget spent: too many bodies in flight");
             Rejection::Unavailable { retry_after: 1 }
         })?;
         match &mut self.held {

@@ -2,7 +2,19 @@
 //! a second each, with how many were left out since.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Logs a `warn` line through a [`Throttle`] of its own, one per place the macro is written,
+/// adding `left_out`: `warn_throttled!(%peer, "connection limit reached")`.
+#[macro_export]
+macro_rules! warn_throttled {
+    ($($line:tt)+) => {{
+        static THROTTLE: $crate::telemetry::throttle::Throttle =
+            $crate::telemetry::throttle::Throttle::new();
+        if let Some(left_out) = THROTTLE.pass() {
+            tracing::warn!(left_out, $($line)+);
+        }
+    }};
+}
 
 /// The gap between two lines of one throttled warning.
 const EVERY_MS: u64 = 1_000;
@@ -25,7 +37,7 @@ impl Throttle {
 
     /// Whether to log now; if so, how many were left out since the last line.
     pub fn pass(&self) -> Option<u64> {
-        self.pass_at(now_ms())
+        self.pass_at(crate::store::now_ms().max(0) as u64)
     }
 
     fn pass_at(&self, now: u64) -> Option<u64> {
@@ -47,12 +59,6 @@ impl Default for Throttle {
     fn default() -> Throttle {
         Throttle::new()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
