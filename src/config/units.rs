@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// The longest duration taken, as written in errors: about a hundred years.
-pub const MAX_DURATION_TEXT: &str = "36500d";
+/// The longest duration taken, in days: about a hundred years.
+pub const MAX_DAYS: u64 = 36_500;
 
 /// The longest duration taken. Every duration the gateway keeps fits in milliseconds as an
 /// `i64` and added to today's date, so no window, retention or timeout can wrap around.
-pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DAYS * 86_400);
 
 /// Parses a duration: one or more `<whole number><unit>` terms, units `ms`, `s`, `m`, `h`, `d`,
 /// up to [`MAX_DURATION`].
@@ -27,8 +27,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         ));
     }
 
-    let too_long =
-        || format!("{s:?} is longer than the longest duration taken, {MAX_DURATION_TEXT}");
+    let too_long = || format!("{s:?} is longer than the longest duration taken, {MAX_DAYS}d");
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
@@ -275,7 +274,7 @@ mod tests {
 
     #[test]
     fn durations_past_the_longest_are_refused_with_the_limit() {
-        assert_eq!(parse_duration(MAX_DURATION_TEXT), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
         for text in [
             "36501d",
             "200000000000d",

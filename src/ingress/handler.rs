@@ -237,8 +237,8 @@ async fn read_verified(
     let encoding = content_encoding(&parts.headers)?;
     let body = unread.as_mut().ok_or(Rejection::BadBody)?;
     let mut reading = Charge::new(&ingress.body_budget);
-    let limits = (route.max_body, ingress.server.body_timeout);
-    let read = read_capped(body, limits.0, limits.1, &mut reading).await;
+    let timeout = ingress.server.body_timeout;
+    let read = read_capped(body, route.max_body, timeout, &mut reading).await;
     // Read whole, or too slow or broken to be worth reading on: nothing is left to drop.
     if matches!(read, Ok(_) | Err(Rejection::Timeout | Rejection::BadBody)) {
         *unread = None;

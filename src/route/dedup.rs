@@ -69,12 +69,9 @@ impl DedupKey {
     ) -> Result<Key, KeyError> {
         let found = match self {
             DedupKey::Body => None,
-            DedupKey::Header(name) => match header_text(headers, name)? {
-                None => match other_name(name) {
-                    Some(other) => header_text(headers, &other)?,
-                    None => None,
-                },
-                found => found,
+            DedupKey::Header(name) => match (header_text(headers, name)?, other_name(name)) {
+                (None, Some(other)) => header_text(headers, &other)?,
+                (found, _) => found,
             },
             DedupKey::Json(pointer) => {
                 let json = json.ok_or(KeyError::NotJson)?;
